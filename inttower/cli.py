@@ -1,0 +1,133 @@
+"""`inttower <stage>`, `inttower run` and `inttower dvc-yaml`: errors in one line, exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inttower.config import load_params
+from inttower.errors import InttowerError
+from inttower.paths import DATA_DIR_ENV, Paths
+from inttower.pipeline import STAGES, stage_names
+
+log = logging.getLogger("inttower")
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InttowerError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.lr=0.01")
+        result[key] = yaml.safe_load(value)  # so 0.01 is a float and [1, 2] a list
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inttower", description="Leak-free IntTower pipeline on MovieLens."
+    )
+    parser.add_argument("--traceback", action="store_true", help="show full tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--params", default="params.yaml", help="parameter file")
+        sub.add_argument(
+            "--data-dir", help=f"where stage outputs live (default ${DATA_DIR_ENV} or data/)"
+        )
+        sub.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
+        )
+
+    for name in stage_names():
+        sub = commands.add_parser(name, help=STAGES[name].description)
+        common(sub)
+        if name == "train":
+            sub.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    run = commands.add_parser("run", help="run every stage in order (or a slice of them)")
+    common(run)
+    run.add_argument("--from", dest="first", choices=stage_names(), default=stage_names()[0])
+    run.add_argument("--to", dest="last", choices=stage_names(), default=stage_names()[-1])
+    dvc = commands.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry")
+    dvc.add_argument("--check", action="store_true", help="fail if dvc.yaml is not current")
+    dvc.add_argument("--path", default="dvc.yaml")
+    return parser
+
+
+def _paths(args: argparse.Namespace) -> Paths:
+    paths = Paths.from_env()
+    return Paths(data=Path(args.data_dir), reports=paths.reports) if args.data_dir else paths
+
+
+def _run_stage(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    params = load_params(args.params, _overrides(args.set))
+    started = time.perf_counter()
+    log.info("stage %s: started", name)
+    if name == "train":
+        summary = STAGES[name].run(params, _paths(args), resume=args.resume)  # type: ignore[call-arg]
+    else:
+        summary = STAGES[name].run(params, _paths(args))
+    log.info("stage %s: done in %.1f s", name, time.perf_counter() - started)
+    return summary
+
+
+def _dvc_yaml(args: argparse.Namespace) -> int:
+    from inttower.dvcfile import render
+    from inttower.io import atomic_path
+
+    text = render()
+    target = Path(args.path)
+    if args.check:
+        if not target.exists() or target.read_text() != text:
+            raise InttowerError(f"{target} is stale: run `inttower dvc-yaml` and commit it")
+        return 0
+    with atomic_path(target) as temporary:
+        temporary.write_text(text)
+    print(f"wrote {target}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `inttower` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("INTTOWER_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "dvc-yaml":
+            return _dvc_yaml(args)
+        names = stage_names()
+        chosen = (
+            names[names.index(args.first) : names.index(args.last) + 1]
+            if args.command == "run"
+            else [args.command]
+        )
+        if args.command == "run":
+            args.resume = False
+        for name in chosen:
+            summary = _run_stage(name, args)
+            print(json.dumps({name: summary}, default=str, sort_keys=True))
+        return 0
+    except InttowerError as exc:
+        if args.traceback:
+            raise
+        print(f"inttower: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("inttower: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

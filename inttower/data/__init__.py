@@ -1,0 +1,1 @@
+"""MovieLens sources, canonical schema, validation, labels and the temporal split."""

@@ -1,0 +1,234 @@
+"""Encoders fit on train only: vocabularies for sparse fields, scalers for dense ones, as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from inttower.config import EncoderParams
+from inttower.errors import StageInputError
+from inttower.features.encoded import FieldSpec, Tower
+from inttower.features.features import DENSE_ITEM, DENSE_USER
+from inttower.io import read_json, write_json
+
+PAD, UNKNOWN = 0, 1
+FIRST_INDEX = 2
+
+# field → (tower, source column); sequences name the vocabulary they index.
+SPARSE_FIELDS: dict[str, Tower] = {
+    "user_id": "user",
+    "gender": "user",
+    "age_bucket": "user",
+    "occupation": "user",
+    "zip_prefix": "user",
+    "item_id": "item",
+    "decade": "item",
+}
+SEQUENCE_FIELDS: dict[str, tuple[Tower, str]] = {
+    "history": ("user", "item_id"),  # shares the item vocabulary (its own embedding table)
+    "genres": ("item", "genres"),
+}
+DENSE_FIELDS: dict[str, Tower] = {
+    **{name: "user" for name in DENSE_USER},
+    **{name: "item" for name in DENSE_ITEM},
+}
+LOG_SCALED = ("user_count", "item_count")  # heavy-tailed: log1p before standardising
+
+
+@dataclass(frozen=True)
+class Encoders:
+    """Fitted vocabularies and scalers; `to_json`/`from_json` round-trip exactly."""
+
+    vocabularies: dict[str, list[Any]]
+    scalers: dict[str, dict[str, float]]
+    sequence_lengths: dict[str, int]
+    fitted_on: str
+
+    def vocab_size(self, vocabulary: str) -> int:
+        return len(self.vocabularies[vocabulary]) + FIRST_INDEX
+
+    def fields(self) -> list[FieldSpec]:
+        """The model's inputs, in a fixed order: user tower first, then item tower."""
+        specs = [
+            FieldSpec(name, "sparse", tower, self.vocab_size(name))
+            for name, tower in SPARSE_FIELDS.items()
+        ]
+        specs += [
+            FieldSpec(name, "sequence", tower, self.vocab_size(vocab), self.sequence_lengths[name])
+            for name, (tower, vocab) in SEQUENCE_FIELDS.items()
+        ]
+        specs += [FieldSpec(name, "dense", tower) for name, tower in DENSE_FIELDS.items()]
+        return sorted(specs, key=lambda spec: spec.tower != "user")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vocabularies": self.vocabularies,
+            "scalers": self.scalers,
+            "sequence_lengths": self.sequence_lengths,
+            "fitted_on": self.fitted_on,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Encoders:
+        return cls(
+            vocabularies=raw["vocabularies"],
+            scalers=raw["scalers"],
+            sequence_lengths={k: int(v) for k, v in raw["sequence_lengths"].items()},
+            fitted_on=raw["fitted_on"],
+        )
+
+    def save(self, path: Path) -> Path:
+        return write_json(self.to_json(), path)
+
+    @classmethod
+    def load(cls, path: Path) -> Encoders:
+        if not Path(path).exists():
+            raise StageInputError(f"{path} not found: run the `encoders` stage first")
+        return cls.from_json(read_json(path))
+
+
+def join_attributes(events: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """Events with their user's and item's static attributes."""
+    return events.join(users, on="user_id", how="left").join(items, on="item_id", how="left")
+
+
+def fit_encoders(
+    events: pl.DataFrame,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    params: EncoderParams,
+    leaky_scaler: bool = False,
+) -> Encoders:
+    """Fit on train events only (the paper protocol, LEAKY, fits scalers on every split)."""
+    train = join_attributes(events.filter(pl.col("split") == "train"), users, items)
+    vocabularies = {name: _vocabulary(train[name], params.min_count) for name in SPARSE_FIELDS}
+    vocabularies["genres"] = _vocabulary(train["genres"].explode(), params.min_count)
+    scaled = events if leaky_scaler else events.filter(pl.col("split") == "train")
+    scalers = {name: _scaler(scaled[name], log=name in LOG_SCALED) for name in DENSE_FIELDS}
+    longest_genres = int(items["genres"].list.len().max() or 1)
+    return Encoders(
+        vocabularies=vocabularies,
+        scalers=scalers,
+        sequence_lengths={
+            "history": events["history"].dtype.size,
+            "genres": max(1, longest_genres),
+        },
+        fitted_on="all splits (paper protocol, leaky)" if leaky_scaler else "train",
+    )
+
+
+def _vocabulary(values: pl.Series, min_count: int) -> list[Any]:
+    # Most frequent first, ties by value: the same train data always gives the same indices.
+    counts = values.drop_nulls().value_counts(name="count")
+    kept = counts.filter(pl.col("count") >= min_count).sort(
+        ["count", values.name], descending=[True, False]
+    )
+    return kept[values.name].to_list()
+
+
+def _scaler(values: pl.Series, log: bool) -> dict[str, float]:
+    numbers = values.cast(pl.Float64)
+    if log:
+        numbers = numbers.log1p()
+    std = float(numbers.std() or 0.0)
+    return {"mean": float(numbers.mean() or 0.0), "std": std if std > 1e-12 else 1.0, "log1p": log}
+
+
+def lookup(values: np.ndarray, vocabulary: list[Any]) -> np.ndarray:
+    """Vocabulary indices for an integer array of any shape: 0 stays padding, misses are unknown."""
+    flat = values.reshape(-1).astype(np.int64)
+    index = np.full(flat.shape, UNKNOWN, dtype=np.int64)
+    known = np.asarray(vocabulary, dtype=np.int64)
+    if known.size:
+        order = np.argsort(known, kind="stable")
+        sorted_known = known[order]
+        slot = np.minimum(np.searchsorted(sorted_known, flat), known.size - 1)
+        hit = sorted_known[slot] == flat
+        index[hit] = order[slot[hit]] + FIRST_INDEX
+    index[flat == PAD] = PAD
+    return index.reshape(values.shape)
+
+
+def _encode_sparse(column: pl.Series, vocabulary: list[Any]) -> np.ndarray:
+    mapping = pl.DataFrame(
+        {column.name: pl.Series(vocabulary, dtype=column.dtype)},
+    ).with_columns(index=pl.int_range(FIRST_INDEX, len(vocabulary) + FIRST_INDEX, dtype=pl.Int64))
+    encoded = (
+        column.to_frame()
+        .join(mapping, on=column.name, how="left", maintain_order="left")
+        .get_column("index")
+        .fill_null(UNKNOWN)
+    )
+    return encoded.to_numpy(writable=True)
+
+
+def _encode_genres(items: pl.DataFrame, encoders: Encoders) -> pl.DataFrame:
+    # Encode once per item (the catalogue is small), then join to events.
+    length = encoders.sequence_lengths["genres"]
+    vocabulary = encoders.vocabularies["genres"]
+    exploded = items.select("item_id", "genres").explode("genres")
+    index = _encode_sparse(exploded["genres"], vocabulary)
+    index[exploded["genres"].is_null().to_numpy()] = PAD
+    padded = (
+        exploded.with_columns(genre_index=pl.Series(index))
+        .group_by("item_id", maintain_order=True)
+        .agg(pl.col("genre_index").head(length))
+        .with_columns(
+            pl.col("genre_index")
+            .list.concat(pl.lit([PAD] * length, dtype=pl.List(pl.Int64)))
+            .list.head(length)
+            .list.to_array(length)
+            .alias("genres_encoded")
+        )
+    )
+    return padded.select("item_id", "genres_encoded")
+
+
+def encode_events(
+    events: pl.DataFrame,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    encoders: Encoders,
+    train_users: pl.Series,
+) -> dict[str, torch.Tensor]:
+    """Turn one split's feature rows into the tensors of the encoded format."""
+    joined = join_attributes(events, users, items.drop("genres")).join(
+        _encode_genres(items, encoders), on="item_id", how="left", maintain_order="left"
+    )
+    tensors: dict[str, torch.Tensor] = {}
+    for name in SPARSE_FIELDS:
+        tensors[name] = torch.from_numpy(_encode_sparse(joined[name], encoders.vocabularies[name]))
+    history = joined["history"].to_numpy()
+    tensors["history"] = torch.from_numpy(lookup(history, encoders.vocabularies["item_id"]))
+    # every event's item exists (validated), so every row has its padded genre array
+    tensors["genres"] = torch.from_numpy(joined["genres_encoded"].to_numpy().astype(np.int64))
+    for name in DENSE_FIELDS:
+        scaler = encoders.scalers[name]
+        values = joined[name].cast(pl.Float64)
+        if scaler["log1p"]:
+            values = values.log1p()
+        standard = ((values - scaler["mean"]) / scaler["std"]).cast(pl.Float32)
+        tensors[name] = torch.from_numpy(standard.to_numpy().copy())
+    tensors["label"] = torch.from_numpy(joined["label"].cast(pl.Float32).to_numpy().copy())
+    tensors["user_raw"] = torch.from_numpy(joined["user_id"].to_numpy().copy())
+    tensors["item_raw"] = torch.from_numpy(joined["item_id"].to_numpy().copy())
+    tensors["timestamp"] = torch.from_numpy(joined["timestamp"].to_numpy().copy())
+    cold = ~joined["user_id"].is_in(train_users.implode())
+    tensors["cold_user"] = torch.from_numpy(cold.cast(pl.UInt8).to_numpy().copy())
+    return tensors
+
+
+def unknown_shares(tensors: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Share of rows (tokens, for sequences) whose value the train vocabulary did not know."""
+    shares = {}
+    for name in [*SPARSE_FIELDS, *SEQUENCE_FIELDS]:
+        values = tensors[name]
+        present = values != PAD
+        total = int(present.sum())
+        shares[name] = float((values == UNKNOWN).sum()) / total if total else 0.0
+    return shares

@@ -183,8 +183,9 @@ STAGE_LIST: tuple[Stage, ...] = (
         description="test AUC, logloss, GAUC, calibration; cold/warm users; no-model baselines",
         group="modeling",
         reads=lambda paths: [paths.model, paths.encoded, paths.features / "events.parquet"],
-        params=("evaluate",),
-        code=(*_COMMON, "inttower/evaluation"),
+        # the model is rebuilt from its params, on the configured device
+        params=("evaluate", "model", "train.device", "train.threads", "split.protocol"),
+        code=(*_COMMON, "inttower/evaluation", "inttower/models", "inttower/training"),
         outs=lambda paths: [],
         metrics=lambda paths: [paths.metrics],
         plots=lambda paths: [paths.plots],

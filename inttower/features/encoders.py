@@ -171,22 +171,19 @@ def _encode_genres(items: pl.DataFrame, encoders: Encoders) -> pl.DataFrame:
     # Encode once per item (the catalogue is small), then join to events.
     length = encoders.sequence_lengths["genres"]
     vocabulary = encoders.vocabularies["genres"]
-    exploded = items.select("item_id", "genres").explode("genres")
-    index = _encode_sparse(exploded["genres"], vocabulary)
-    index[exploded["genres"].is_null().to_numpy()] = PAD
-    padded = (
-        exploded.with_columns(genre_index=pl.Series(index))
-        .group_by("item_id", maintain_order=True)
-        .agg(pl.col("genre_index").head(length))
-        .with_columns(
-            pl.col("genre_index")
-            .list.concat(pl.lit([PAD] * length, dtype=pl.List(pl.Int64)))
-            .list.head(length)
-            .list.to_array(length)
-            .alias("genres_encoded")
-        )
+    indices = list(range(FIRST_INDEX, len(vocabulary) + FIRST_INDEX))
+    encoded = pl.col("genres").list.eval(
+        pl.element().replace_strict(vocabulary, indices, default=UNKNOWN, return_dtype=pl.Int64)
     )
-    return padded.select("item_id", "genres_encoded")
+    padding = pl.lit([PAD] * length, dtype=pl.List(pl.Int64))
+    return items.select(
+        "item_id",
+        encoded.list.head(length)
+        .list.concat(padding)
+        .list.head(length)
+        .list.to_array(length)
+        .alias("genres_encoded"),
+    )
 
 
 def encode_events(

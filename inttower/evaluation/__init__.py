@@ -1,0 +1,1 @@
+"""Metrics (AUC, logloss, GAUC, calibration), DVC plot data and the evaluation report."""

@@ -1,0 +1,133 @@
+"""The evaluation stage: score the trained model on valid and test, beside no-model baselines."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors.torch import load_file
+
+from inttower.config import Params
+from inttower.errors import StageInputError
+from inttower.evaluation.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
+from inttower.evaluation.plots import write_calibration_csv, write_roc_csv
+from inttower.features.encoded import EncodedSplit, load_fields, load_split
+from inttower.io import read_json, write_json
+from inttower.models.registry import build_model
+from inttower.paths import Paths
+from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
+from inttower.training.device import Precision, select_device
+from inttower.training.train import encoded_hashes, model_card_path, model_path, reproducible
+
+logger = logging.getLogger("inttower.evaluation")
+
+EVENTS_TABLE = "events"
+COLD_KEY = "cold_user"
+
+
+def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
+    """Score the trained model on valid/test (+ cold/warm users) beside no-model baselines; refuses
+    a model whose card names other data or model params, so metrics describe current inputs."""
+    _check_lineage(params, paths)
+    device = select_device(params.train.device)
+    precision = Precision.for_device(device)
+    with reproducible(params, device):  # the kernels training validated with: same numbers
+        model = build_model(load_fields(paths.encoded), params.model)
+        model.load_state_dict(load_file(str(model_path(paths))))
+        model.to(device)
+        valid = load_split(paths.encoded, "valid")
+        valid_prob = _probabilities(model, valid, device, precision)
+        test = load_split(paths.encoded, "test")
+        test_prob = _probabilities(model, test, device, precision)
+    bins = params.evaluate.calibration_bins
+    cold = test.tensors[COLD_KEY].bool().numpy()
+    test_labels = test.labels.numpy()
+    test_users = test.tensors[GROUP_KEY].numpy()
+
+    metrics: dict[str, Any] = {
+        "test": binary_metrics(test_labels, test_prob, test_users, bins),
+        "valid": binary_metrics(valid.labels, valid_prob, valid.tensors[GROUP_KEY], bins),
+        "test_cold": binary_metrics(test_labels[cold], test_prob[cold], test_users[cold], bins),
+        "test_warm": binary_metrics(test_labels[~cold], test_prob[~cold], test_users[~cold], bins),
+        "baselines": baseline_metrics(paths),
+        "model": params.model.name,
+        "protocol": params.split.protocol,
+        "leaky": params.split.leaky,
+    }
+    write_roc_csv(test_labels, test_prob, paths.plots / "roc.csv")
+    write_calibration_csv(test_labels, test_prob, paths.plots / "calibration.csv", bins)
+    write_json(metrics, paths.metrics)  # last: metrics.json present means the stage finished
+    logger.info(
+        "test auc=%s logloss=%s gauc=%s (cold %s, warm %s)",
+        metrics["test"]["auc"],
+        metrics["test"]["logloss"],
+        metrics["test"]["gauc"],
+        metrics["test_cold"]["auc"],
+        metrics["test_warm"]["auc"],
+    )
+    return metrics
+
+
+def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
+    """Two no-model baselines on the test rows of the features table: the item's smoothed
+    positive rate, and the user's and item's rates combined additively in logit space."""
+    events = paths.table(paths.features, EVENTS_TABLE)
+    if not events.exists():
+        raise StageInputError(f"{events} not found: run the `features` stage first")
+    columns = ["label", "user_pos_rate", "item_pos_rate"]
+    test = pl.scan_parquet(events).filter(pl.col("split") == "test").select(columns).collect()
+    for column in columns:
+        if test[column].null_count():
+            raise StageInputError(f"{events}: column {column} has nulls in test rows")
+    labels = test["label"].to_numpy().astype(np.float64)
+    item_rate = test["item_pos_rate"].to_numpy().astype(np.float64)
+    user_rate = test["user_pos_rate"].to_numpy().astype(np.float64)
+    combined = 1.0 / (1.0 + np.exp(-(_logit(user_rate) + _logit(item_rate))))
+    return {
+        name: {
+            "auc": finite_or_none(auc(labels, probability)),
+            "logloss": finite_or_none(logloss(labels, probability)),
+            "n": len(labels),
+        }
+        for name, probability in (
+            ("item_pos_rate", item_rate),
+            ("user_item_pos_rate_logits", combined),
+        )
+    }
+
+
+def _logit(probability: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probability, LOGLOSS_EPS, 1.0 - LOGLOSS_EPS)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def _probabilities(
+    model: torch.nn.Module, split: EncodedSplit, device: torch.device, precision: Precision
+) -> np.ndarray:
+    logits = predict_logits(model, DeviceSplit(split, device), precision)
+    return torch.sigmoid(logits.double()).numpy()  # float64: float32 would tie distinct logits
+
+
+def _check_lineage(params: Params, paths: Paths) -> None:
+    weights, card_path = model_path(paths), model_card_path(paths)
+    for required in (weights, card_path):
+        if not required.exists():
+            raise StageInputError(f"{required} not found: run the `train` stage first")
+    card = read_json(card_path)
+    current = encoded_hashes(paths)
+    stale = sorted(
+        name for name, digest in card.get("data_md5", {}).items() if current.get(name) != digest
+    )
+    if stale:
+        raise StageInputError(
+            f"{card_path}: model was trained on other encoded data ({', '.join(stale)} changed); "
+            "run the `train` stage again"
+        )
+    trained_with = card.get("params", {}).get("model")
+    if trained_with != params.model.model_dump(mode="json"):
+        raise StageInputError(
+            f"{card_path}: model was trained with other `model` params; run the `train` stage again"
+        )

@@ -1,0 +1,1 @@
+"""Device selection, batching, checkpoints and the training loop with early stopping."""

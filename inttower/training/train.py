@@ -1,0 +1,297 @@
+"""The training loop: seeded, resumable, early-stopped on validation AUC."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from inttower.config import Params
+from inttower.errors import InttowerError
+from inttower.evaluation.metrics import auc, finite_or_none, logloss
+from inttower.features.encoded import fields_path, load_split, split_path
+from inttower.io import atomic_path, file_md5, write_json
+from inttower.models.losses import objective_loss
+from inttower.models.registry import build_model
+from inttower.paths import Paths
+from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits
+from inttower.training.checkpoint import (
+    TrainingState,
+    clear_checkpoints,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
+from inttower.training.device import Precision, select_device
+
+logger = logging.getLogger("inttower.training")
+
+
+class TrainingError(InttowerError):
+    """Training cannot go on (the loss became NaN or infinite)."""
+
+
+MODEL_FILE = "model.safetensors"
+MODEL_CARD = "model_card.json"
+HISTORY_FILE = "train_history.json"
+PREDICT_BATCH = 8192
+# the params a checkpoint depends on: resuming under any other value starts afresh
+CHECKPOINT_KEYS = ["seed", "model", "train"]
+
+
+def encoded_hashes(paths: Paths) -> dict[str, str]:
+    """md5 of every encoded file, so a model card names exactly the data it was trained on."""
+    files = [split_path(paths.encoded, split) for split in ("train", "valid", "test")]
+    files.append(fields_path(paths.encoded))
+    return {path.name: file_md5(path) for path in files if path.exists()}
+
+
+@contextlib.contextmanager
+def reproducible(params: Params, device: torch.device) -> Iterator[None]:
+    """Seed torch, force deterministic kernels on CPU and pin the thread count; the process-wide
+    settings are put back afterwards so a caller (tests, Dagster) is not left altered."""
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    threads_before = torch.get_num_threads()
+    torch.manual_seed(params.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    if params.train.threads > 0:
+        torch.set_num_threads(params.train.threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        torch.set_num_threads(threads_before)
+
+
+def train_model(
+    params: Params, paths: Paths, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train `model.name` early-stopped on validation AUC: best weights + model card, a checkpoint
+    per epoch, train_history.json. `resume` continues a matching checkpoint to the same result."""
+    device = select_device(params.train.device)
+    precision = Precision.for_device(device)
+    started = time.perf_counter()
+    with reproducible(params, device):
+        train_split = load_split(paths.encoded, "train")
+        valid_split = load_split(paths.encoded, "valid")
+        hashes = encoded_hashes(paths)
+        fingerprint = _checkpoint_fingerprint(params, device, hashes)
+
+        model = build_model(train_split.fields, params.model).to(device)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=params.train.lr, weight_decay=params.train.weight_decay
+        )
+        scaler = precision.make_scaler()
+        restored = None
+        if resume:
+            restored = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, scaler)
+        else:
+            clear_checkpoints(paths.checkpoints)
+        if restored is None:
+            state, best_state = TrainingState(), model_state(model)
+        else:
+            state, best_state = restored
+            logger.info("resuming after epoch %d from %s", state.epoch, paths.checkpoints)
+        resumed_from = state.epoch if restored is not None else None
+
+        train_data = DeviceSplit(train_split, device)
+        valid_data = DeviceSplit(valid_split, device)
+        del train_split, valid_split
+        monitor_valid = _has_both_classes(valid_data)
+        if not monitor_valid:
+            logger.warning(
+                "validation split lacks a label class: no early stopping, last epoch kept"
+            )
+
+        while not state.finished:
+            epoch = state.epoch + 1
+            epoch_started = time.perf_counter()
+            last_auc = state.history[-1]["valid_auc"] if state.history else None
+            mean_loss, train_seconds = _train_epoch(
+                model, optimizer, scaler, precision, train_data, params, epoch, progress, last_auc
+            )
+            if not math.isfinite(mean_loss):
+                raise TrainingError(
+                    f"training diverged in epoch {epoch}: mean loss is {mean_loss}; "
+                    f"lower train.lr (now {params.train.lr:g})"
+                )
+            valid_auc, valid_logloss = _validate(model, valid_data, precision)
+            improved = not monitor_valid or _beats(valid_auc, state.best_auc)
+            if improved:
+                state.best_epoch, state.best_auc = epoch, finite_or_none(valid_auc)
+                state.epochs_without_gain = 0
+                best_state = model_state(model)
+            else:
+                state.epochs_without_gain += 1
+            state.epoch = epoch
+            state.finished = _stopped_early(state, params) or epoch >= params.train.epochs
+            state.train_seconds += train_seconds
+            state.samples_seen += len(train_data)
+            seconds = time.perf_counter() - epoch_started
+            state.history.append(
+                {
+                    "epoch": epoch,
+                    "loss": finite_or_none(mean_loss),
+                    "valid_auc": finite_or_none(valid_auc),
+                    "valid_logloss": finite_or_none(valid_logloss),
+                    "seconds": round(seconds, 4),
+                }
+            )
+            save_checkpoint(
+                paths.checkpoints, fingerprint, state, model, optimizer, scaler, best_state
+            )
+            logger.info(
+                "epoch %d/%d loss=%.5f valid_auc=%.5f valid_logloss=%.5f (%.1fs)%s",
+                epoch, params.train.epochs, mean_loss, valid_auc, valid_logloss, seconds,
+                " best" if improved else "",
+            )  # fmt: skip
+            if _stopped_early(state, params):
+                logger.info(
+                    "early stop: no validation-AUC gain for %d epochs; keeping epoch %d",
+                    params.train.patience,
+                    state.best_epoch,
+                )
+
+        model.load_state_dict(best_state)
+        best_row = state.history[state.best_epoch - 1]
+        card = {
+            "model": params.model.name,
+            "params": params.model_dump(mode="json"),
+            "data_md5": hashes,
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "stopped_early": _stopped_early(state, params),
+            "history": state.history,
+            "valid": {"auc": best_row["valid_auc"], "logloss": best_row["valid_logloss"]},
+            "n_parameters": model.n_parameters(),
+            "n_train": len(train_data),
+            "n_valid": len(valid_data),
+            "device": str(device),
+            "precision": precision.name,
+            "wall_seconds": round(sum(row["seconds"] for row in state.history), 3),
+            "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 1),
+            "torch_version": torch.__version__,
+            "resumed_from_epoch": resumed_from,
+        }
+        with atomic_path(model_path(paths)) as temporary:
+            save_file(best_state, str(temporary), metadata={"model": params.model.name})
+        write_json(card, model_card_path(paths))
+        write_json(state.history, paths.reports / HISTORY_FILE)
+
+    summary_keys = ("best_epoch", "epochs_run", "stopped_early", "n_parameters", "device")
+    return {
+        **{key: card[key] for key in summary_keys},
+        "valid_auc": card["valid"]["auc"],
+        "valid_logloss": card["valid"]["logloss"],
+        "samples_per_second": card["samples_per_second"],
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "model_path": str(model_path(paths)),
+        "resumed_from_epoch": resumed_from,
+    }
+
+
+def _beats(valid_auc: float, best_auc: float | None) -> bool:
+    if math.isnan(valid_auc):
+        return best_auc is None
+    return best_auc is None or valid_auc > best_auc
+
+
+def _stopped_early(state: TrainingState, params: Params) -> bool:
+    return state.epochs_without_gain >= params.train.patience
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    precision: Precision,
+    data: DeviceSplit,
+    params: Params,
+    epoch: int,
+    progress: bool,
+    last_auc: float | None,
+) -> tuple[float, float]:
+    """One pass over the shuffled train split; returns the mean loss and the seconds spent."""
+    # dropout draws from the global generator: reseed it per epoch so a resumed run matches
+    torch.manual_seed(epoch_seed(params.seed, epoch))
+    model.train()
+    started = time.perf_counter()
+    loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
+    rows = 0
+    n_batches = data.n_batches(params.train.batch_size)
+    bar = tqdm(
+        total=n_batches,
+        desc=f"epoch {epoch}/{params.train.epochs}",
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    with bar:
+        for step, batch in enumerate(
+            data.shuffled(params.train.batch_size, params.seed, epoch), start=1
+        ):
+            optimizer.zero_grad(set_to_none=True)
+            with precision.autocast():
+                output = model(batch.inputs)
+                losses = objective_loss(
+                    model, output, batch.labels, batch.groups, params.model, params.train.objective
+                )
+            scaler.scale(losses["loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # detached: a logged loss must not keep the batch's graph alive
+            loss_sum += losses["loss"].detach().double() * len(batch)
+            rows += len(batch)
+            bar.update()
+            if progress and (step % 20 == 0 or step == n_batches):  # .item() syncs: not every step
+                shown = {"loss": f"{loss_sum.item() / rows:.4f}"}
+                if last_auc is not None:
+                    shown["valid_auc"] = f"{last_auc:.4f}"
+                bar.set_postfix(shown)
+    seconds = time.perf_counter() - started
+    return loss_sum.item() / max(len(data), 1), seconds
+
+
+def _checkpoint_fingerprint(params: Params, device: torch.device, hashes: dict[str, str]) -> str:
+    # the test split does not shape training, so re-encoding only it keeps checkpoints valid
+    used = {name: digest for name, digest in hashes.items() if not name.startswith("test.")}
+    data = ",".join(f"{name}={digest}" for name, digest in sorted(used.items()))
+    return f"{params.fingerprint(CHECKPOINT_KEYS)}:{device.type}:{data}"
+
+
+def _validate(
+    model: torch.nn.Module, data: DeviceSplit, precision: Precision
+) -> tuple[float, float]:
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    logits = predict_logits(model, data, precision, PREDICT_BATCH)
+    labels = data.labels.cpu()
+    # float64 sigmoid: in float32, distinct logits near ±15 collapse to tied probabilities
+    return auc(labels, logits), logloss(labels, torch.sigmoid(logits.double()))
+
+
+def _has_both_classes(data: DeviceSplit) -> bool:
+    if len(data) == 0:
+        return False
+    positives = int(data.labels.sum().item())
+    return 0 < positives < len(data)
+
+
+def model_path(paths: Paths) -> Path:
+    """Where the trained weights live (the evaluation stage's input)."""
+    return paths.model / MODEL_FILE
+
+
+def model_card_path(paths: Paths) -> Path:
+    return paths.model / MODEL_CARD

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from inttower.errors import StageInputError
+from inttower.evaluation.metrics import auc
+from inttower.evaluation.report import evaluate_model
+from inttower.features.encoded import load_split
+from inttower.paths import Paths
+from inttower.training.train import train_model
+from tests.training.helpers import tiny_params, write_tiny_project
+
+BLOCK_KEYS = {"auc", "logloss", "gauc", "ece", "n"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    paths = write_tiny_project(tmp_path_factory.mktemp("project"))
+    train_model(tiny_params(), paths, progress=False)
+    return paths
+
+
+def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
+    returned = evaluate_model(tiny_params(), trained)
+    written = json.loads(trained.metrics.read_text())
+    assert written == returned
+    for block in ("test", "valid", "test_cold", "test_warm"):
+        assert set(written[block]) == BLOCK_KEYS, block
+    assert isinstance(written["test"]["auc"], float)
+    assert isinstance(written["test"]["logloss"], float)
+    assert written["test"]["n"] == len(load_split(trained.encoded, "test"))
+    assert written["test_cold"]["n"] + written["test_warm"]["n"] == written["test"]["n"]
+    assert written["test_cold"]["n"] > 0 and written["test_warm"]["n"] > 0
+    assert set(written["baselines"]) == {"item_pos_rate", "user_item_pos_rate_logits"}
+    for baseline in written["baselines"].values():
+        assert {"auc", "logloss"} <= set(baseline)
+    assert written["model"] == "inttower"
+    assert written["protocol"] == "temporal" and written["leaky"] is False
+
+
+def test_valid_metrics_agree_with_the_training_run(trained: Paths) -> None:
+    metrics = evaluate_model(tiny_params(), trained)
+    card = json.loads((trained.model / "model_card.json").read_text())
+    assert metrics["valid"]["auc"] == pytest.approx(card["valid"]["auc"], abs=1e-12)
+    assert metrics["valid"]["logloss"] == pytest.approx(card["valid"]["logloss"], abs=1e-12)
+
+
+def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:
+    metrics = evaluate_model(tiny_params(), trained)
+    events = pl.read_parquet(trained.features / "events.parquet").filter(pl.col("split") == "test")
+    expected = auc(events["label"].to_numpy(), events["item_pos_rate"].to_numpy())
+    assert metrics["baselines"]["item_pos_rate"]["auc"] == pytest.approx(expected)
+    assert metrics["baselines"]["item_pos_rate"]["n"] == events.height
+
+
+def test_plot_data_is_written_for_dvc(trained: Paths) -> None:
+    evaluate_model(tiny_params(), trained)
+    roc = pl.read_csv(trained.plots / "roc.csv")
+    assert roc.columns == ["fpr", "tpr"] and roc.height <= 500
+    calibration = pl.read_csv(trained.plots / "calibration.csv")
+    assert calibration.columns == ["bin", "mean_predicted", "fraction_positive", "count"]
+    assert calibration["count"].sum() == len(load_split(trained.encoded, "test"))
+    assert calibration["mean_predicted"].is_between(0, 1).all()
+
+
+def test_the_paper_protocol_is_labelled_leaky(trained: Paths) -> None:
+    metrics = evaluate_model(tiny_params(**{"split.protocol": "paper"}), trained)
+    assert metrics["protocol"] == "paper" and metrics["leaky"] is True
+
+
+def test_a_model_trained_with_other_model_params_is_refused(trained: Paths) -> None:
+    with pytest.raises(StageInputError, match="train"):
+        evaluate_model(tiny_params(**{"model.dropout": 0.2}), trained)
+
+
+def test_a_model_trained_on_other_data_is_refused(tmp_path: Path) -> None:
+    paths = write_tiny_project(tmp_path)
+    train_model(tiny_params(**{"train.epochs": 1}), paths, progress=False)
+    write_tiny_project(tmp_path, seed=1)  # re-encode: the model no longer matches its inputs
+    with pytest.raises(StageInputError, match="other encoded data"):
+        evaluate_model(tiny_params(**{"train.epochs": 1}), paths)
+
+
+def test_evaluating_before_training_names_the_missing_stage(tmp_path: Path) -> None:
+    with pytest.raises(StageInputError, match="train"):
+        evaluate_model(tiny_params(), write_tiny_project(tmp_path))

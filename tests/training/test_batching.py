@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from inttower.features.encoded import load_split
+from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits
+from inttower.training.device import Precision
+from tests.training.helpers import write_tiny_project
+
+
+def _train_split(tmp_path: Path) -> DeviceSplit:
+    paths = write_tiny_project(tmp_path, n_events=300)
+    return DeviceSplit(load_split(paths.encoded, "train"), torch.device("cpu"))
+
+
+def _order(data: DeviceSplit, batch_size: int, seed: int, epoch: int) -> list[int]:
+    return [
+        int(row)
+        for batch in data.shuffled(batch_size, seed, epoch)
+        for row in batch.inputs["row"].tolist()
+    ]
+
+
+def test_each_epoch_visits_every_row_once_in_batches_no_larger_than_asked(tmp_path: Path) -> None:
+    data = _train_split(tmp_path)
+    data.inputs["row"] = torch.arange(len(data))  # a tag column to see which rows came out
+    batches = list(data.shuffled(batch_size=32, seed=1, epoch=1))
+    sizes = [len(batch) for batch in batches]
+    assert max(sizes) <= 32
+    assert max(sizes) - min(sizes) <= 1  # no starved tail batch
+    assert sorted(_order(data, 32, seed=1, epoch=1)) == list(range(len(data)))
+    assert all(batch.labels.dtype == torch.float32 for batch in batches)
+
+
+def test_the_permutation_depends_only_on_seed_and_epoch(tmp_path: Path) -> None:
+    data = _train_split(tmp_path)
+    data.inputs["row"] = torch.arange(len(data))
+    assert _order(data, 32, seed=1, epoch=2) == _order(data, 32, seed=1, epoch=2)
+    assert _order(data, 32, seed=1, epoch=2) != _order(data, 32, seed=1, epoch=3)
+    assert _order(data, 32, seed=1, epoch=2) != _order(data, 32, seed=2, epoch=2)
+    assert epoch_seed(1, 2) != epoch_seed(2, 1)
+
+
+def test_batches_keep_labels_and_groups_aligned_with_inputs(tmp_path: Path) -> None:
+    data = _train_split(tmp_path)
+    data.inputs["row"] = torch.arange(len(data))
+    for batch in data.shuffled(batch_size=16, seed=3, epoch=1):
+        rows = batch.inputs["row"]
+        assert torch.equal(batch.labels, data.labels[rows])
+        assert torch.equal(batch.groups, data.groups[rows])
+        assert torch.equal(batch.inputs["history"], data.inputs["history"][rows])
+
+
+class _RowEcho(torch.nn.Module):
+    """Logit = the row's user_pos_rate: shows predictions come back in row order."""
+
+    def forward(self, inputs: dict[str, torch.Tensor]):
+        return type("Out", (), {"logits": inputs["user_pos_rate"] * 1.0})()
+
+
+def test_predictions_come_back_in_row_order_whatever_the_batch_size(tmp_path: Path) -> None:
+    data = _train_split(tmp_path)
+    precision = Precision.for_device(torch.device("cpu"))
+    logits = predict_logits(_RowEcho(), data, precision, batch_size=7)
+    assert torch.equal(logits, data.inputs["user_pos_rate"])

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inttower.errors import InttowerError
+from inttower.training.device import DeviceError, Precision, select_device
+
+
+def test_cpu_is_always_available() -> None:
+    assert select_device("cpu") == torch.device("cpu")
+
+
+def test_cuda_without_a_gpu_is_an_error_not_a_cpu_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=r"train\.device") as caught:
+        select_device("cuda")
+    assert isinstance(caught.value, InttowerError)
+
+
+def test_auto_picks_cpu_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+
+
+def test_auto_picks_cuda_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_device("auto") == torch.device("cuda")
+
+
+def test_unknown_device_names_the_parameter() -> None:
+    with pytest.raises(DeviceError, match=r"train\.device"):
+        select_device("tpu")
+
+
+def test_cpu_trains_in_full_precision() -> None:
+    precision = Precision.for_device(torch.device("cpu"))
+    assert precision.dtype is None
+    assert not precision.needs_scaler
+    assert not precision.make_scaler().is_enabled()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_uses_mixed_precision() -> None:
+    precision = Precision.for_device(select_device("cuda"))
+    assert precision.dtype in (torch.bfloat16, torch.float16)
+    assert precision.needs_scaler == (precision.dtype == torch.float16)
+    with precision.autocast():
+        product = torch.ones(4, 4, device="cuda") @ torch.ones(4, 4, device="cuda")
+    assert product.dtype == precision.dtype

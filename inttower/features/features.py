@@ -31,58 +31,96 @@ def event_features(
     """Add per-event user/item statistics and the positive-item history; return the priors used."""
     priors = train_priors(events)
     events = events.sort(["timestamp", "user_id", "item_id"])
+    labels = events["label"].to_numpy().astype(np.int64)
+    ratings = events["rating"].to_numpy().astype(np.float64)
+    timestamps = events["timestamp"].to_numpy()
+    by_user = RunningGroups(events["user_id"].to_numpy(), timestamps)
     if split.leaky:
         stats = _per_split_stats(events, params.smoothing, priors)
     else:
-        stats = _point_in_time_stats(events, params.smoothing)
-    history = positive_history(stats, params.history_length)
+        stats = events.with_columns(
+            _point_in_time_stats(events, by_user, labels, ratings, params.smoothing)
+        )
+    history = positive_history(by_user, events["item_id"].to_numpy(), labels, params.history_length)
     return stats.with_columns(history=history), priors
 
 
-def _point_in_time_stats(events: pl.DataFrame, smoothing: float) -> pl.DataFrame:
-    # Even the smoothing target is point-in-time: the running global rate of all events before.
-    events = events.join(_running_prior(events), on="timestamp", how="left")
-    for key, prefix in (("user_id", "user"), ("item_id", "item")):
-        # Aggregate per (key, timestamp) first so that events sharing a timestamp never see
-        # each other: the running sum minus the current group is "strictly before".
-        before = _strictly_before(events, [key, "timestamp"], over=key)
-        events = events.join(before, on=[key, "timestamp"], how="left").with_columns(
-            _smoothed(prefix, smoothing)
-        )
-        events = events.drop("n_before", "ratings_before").rename(
-            {"pos_before": f"{prefix}_pos_before"}
-        )
-    return events.drop("item_pos_before", "prior_rate", "prior_rating")
+class RunningGroups:
+    """Events (in time order) regrouped by a key, for "strictly before" running totals.
+
+    Sorting by key is stable, so within a key events stay in time order; events of one key that
+    share a timestamp form a tie group, and a tie group sees none of its own members.
+    """
+
+    def __init__(self, keys: np.ndarray, timestamps: np.ndarray) -> None:
+        self.order = np.argsort(keys, kind="stable")
+        sorted_keys, sorted_times = keys[self.order], timestamps[self.order]
+        positions = np.arange(keys.size)
+        new_key = np.ones(keys.size, dtype=bool)
+        new_key[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        new_group = new_key.copy()
+        new_group[1:] |= sorted_times[1:] != sorted_times[:-1]
+        self.key_start = np.maximum.accumulate(np.where(new_key, positions, 0))
+        self.group_start = np.maximum.accumulate(np.where(new_group, positions, 0))
+
+    def sorted(self, values: np.ndarray) -> np.ndarray:
+        return values[self.order]
+
+    def exclusive_cumsum(self, values: np.ndarray) -> np.ndarray:
+        """Running totals in key order, each row's own value excluded."""
+        ordered = self.sorted(values)
+        return np.cumsum(ordered) - ordered
+
+    def before(self, values: np.ndarray) -> np.ndarray:
+        """Per event (original order): the sum of `values` over its key's earlier tie groups."""
+        running = self.exclusive_cumsum(values)
+        result = np.empty_like(running)
+        result[self.order] = running[self.group_start] - running[self.key_start]
+        return result
 
 
-def _strictly_before(events: pl.DataFrame, keys: list[str], over: str | None) -> pl.DataFrame:
-    """Counts, positives and rating sums of the events before each key group."""
-    running = [
-        (pl.col(column).cum_sum().over(over) if over else pl.col(column).cum_sum()) - pl.col(column)
-        for column in ("n", "pos", "ratings")
-    ]
-    return (
-        events.group_by(keys)
-        .agg(
-            n=pl.len(),
-            pos=pl.col("label").cast(pl.Int64).sum(),
-            ratings=pl.col("rating").cast(pl.Float64).sum(),
-        )
-        .sort(keys)
-        .with_columns(n_before=running[0], pos_before=running[1], ratings_before=running[2])
-        .select(*keys, "n_before", "pos_before", "ratings_before")
-    )
+def _point_in_time_stats(
+    events: pl.DataFrame,
+    by_user: RunningGroups,
+    labels: np.ndarray,
+    ratings: np.ndarray,
+    smoothing: float,
+) -> list[pl.Series]:
+    # Even the smoothing target is point-in-time: the running global rate of all events before,
+    # from a weak start (rate ½, rating 3) that the first events quickly outweigh.
+    timestamps = events["timestamp"].to_numpy()
+    overall = RunningGroups(np.zeros(events.height, dtype=np.int8), timestamps)
+    seen = overall.before(np.ones(events.height, dtype=np.int64)).astype(np.float64)
+    prior_rate = (overall.before(labels) + 0.5) / (seen + 1.0)
+    prior_rating = (overall.before(ratings) + 3.0) / (seen + 1.0)
+    columns = []
+    by_item = RunningGroups(events["item_id"].to_numpy(), timestamps)
+    for prefix, groups in (("user", by_user), ("item", by_item)):
+        count = groups.before(np.ones(events.height, dtype=np.int64))
+        columns += [
+            pl.Series(
+                f"{prefix}_pos_rate",
+                _smooth(groups.before(labels), count, prior_rate, smoothing),
+                dtype=pl.Float32,
+            ),
+            pl.Series(
+                f"{prefix}_mean_rating",
+                _smooth(groups.before(ratings), count, prior_rating, smoothing),
+                dtype=pl.Float32,
+            ),
+            pl.Series(f"{prefix}_count", count, dtype=pl.Int32),
+        ]
+    return columns
 
 
-def _running_prior(events: pl.DataFrame) -> pl.DataFrame:
-    # A weak start (rate ½, rating 3) that the first events quickly outweigh.
-    before = _strictly_before(events, ["timestamp"], over=None)
-    n_before = pl.col("n_before").cast(pl.Float64)
-    return before.select(
-        "timestamp",
-        prior_rate=(pl.col("pos_before") + 0.5) / (n_before + 1.0),
-        prior_rating=(pl.col("ratings_before") + 3.0) / (n_before + 1.0),
-    )
+def _smooth(
+    total: np.ndarray, count: np.ndarray, prior: np.ndarray, smoothing: float
+) -> np.ndarray:
+    # With smoothing 0 an entity's first event has nothing to average: it takes the prior.
+    denominator = count + smoothing
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = (total + smoothing * prior) / denominator
+    return np.where(denominator > 0, rate, prior)
 
 
 def _per_split_stats(
@@ -90,65 +128,40 @@ def _per_split_stats(
 ) -> pl.DataFrame:
     # The official code's features (LEAKY): statistics over the whole split, the event's own
     # label included. Kept only so users can reproduce the paper's protocol and see the leak.
-    events = events.with_columns(
-        prior_rate=pl.lit(priors["positive_rate"]), prior_rating=pl.lit(priors["mean_rating"])
-    )
+    columns = []
     for key, prefix in (("user_id", "user"), ("item_id", "item")):
-        events = events.with_columns(
-            n_before=pl.len().over("split", key),
-            pos_before=pl.col("label").cast(pl.Int64).sum().over("split", key),
-            ratings_before=pl.col("rating").cast(pl.Float64).sum().over("split", key),
-        ).with_columns(_smoothed(prefix, smoothing))
-        events = (
-            events.drop("n_before", "ratings_before")
-            .with_columns(
-                # history needs a true point-in-time positive count even under this protocol
-                pl.col("label")
-                .cast(pl.Int64)
-                .cum_sum()
-                .over(key)
-                .sub(pl.col("label"))
-                .alias(f"{prefix}_pos_before")
-            )
-            .drop("pos_before")
-        )
-    return events.drop("item_pos_before")
+        count = pl.len().over("split", key).cast(pl.Float64)
+        positives = pl.col("label").cast(pl.Float64).sum().over("split", key)
+        ratings = pl.col("rating").cast(pl.Float64).sum().over("split", key)
+        columns += [
+            ((positives + smoothing * priors["positive_rate"]) / (count + smoothing))
+            .cast(pl.Float32)
+            .alias(f"{prefix}_pos_rate"),
+            ((ratings + smoothing * priors["mean_rating"]) / (count + smoothing))
+            .cast(pl.Float32)
+            .alias(f"{prefix}_mean_rating"),
+            count.cast(pl.Int32).alias(f"{prefix}_count"),
+        ]
+    return events.with_columns(columns)
 
 
-def _smoothed(prefix: str, smoothing: float) -> list[pl.Expr]:
-    n_before = pl.col("n_before").cast(pl.Float64)
-    seen = n_before + smoothing > 0  # with smoothing 0 an entity's first event takes the prior
-
-    def rate(total: str, prior: str) -> pl.Expr:
-        return (
-            pl.when(seen)
-            .then((pl.col(total) + smoothing * pl.col(prior)) / (n_before + smoothing))
-            .otherwise(pl.col(prior))
-        )
-
-    return [
-        rate("pos_before", "prior_rate").cast(pl.Float32).alias(f"{prefix}_pos_rate"),
-        rate("ratings_before", "prior_rating").cast(pl.Float32).alias(f"{prefix}_mean_rating"),
-        pl.col("n_before").cast(pl.Int32).alias(f"{prefix}_count"),
-    ]
-
-
-def positive_history(events: pl.DataFrame, length: int) -> pl.Series:
+def positive_history(
+    by_user: RunningGroups, items: np.ndarray, labels: np.ndarray, length: int
+) -> pl.Series:
     """Each event's user's last `length` positively rated items strictly before it (0-padded)."""
-    positives = events.filter(pl.col("label") == 1).sort(["user_id", "timestamp", "item_id"])
-    pos_items = positives["item_id"].cast(pl.Int32).to_numpy()
-    users, first = np.unique(positives["user_id"].to_numpy(), return_index=True)
-    user_ids = events["user_id"].to_numpy()
-    slot = np.searchsorted(users, user_ids)
-    has_positive = (slot < users.size) & (users[np.minimum(slot, users.size - 1)] == user_ids)
-    start = np.where(has_positive, first[np.minimum(slot, users.size - 1)], 0)
-    end = start + events["user_pos_before"].to_numpy().astype(np.int64)
-    history = np.zeros((events.height, length), dtype=np.int32)
-    # Fill column by column (oldest → newest, left-padded): `length` vectorised passes.
-    for column in range(length):
+    positive = by_user.sorted(labels) == 1
+    # in user order, the k-th positive overall is pos_items[k]; a row's history is the slice
+    # of its user's positives that precede its tie group
+    pos_items = by_user.sorted(items)[positive].astype(np.int32)
+    rank = np.cumsum(positive) - positive
+    end = rank[by_user.group_start]
+    first = rank[by_user.key_start]
+    history = np.zeros((items.size, length), dtype=np.int32)
+    for column in range(length):  # `length` vectorised passes, oldest → newest (left-padded)
         index = end - length + column
-        present = index >= start
-        history[present, column] = pos_items[index[present]]
+        present = index >= first
+        rows = by_user.order[present]
+        history[rows, column] = pos_items[index[present]]
     return pl.Series("history", history, dtype=pl.Array(pl.Int32, length))
 
 
@@ -181,6 +194,6 @@ def feature_summary(events: pl.DataFrame) -> dict[str, dict]:
     rows = events.group_by("split").agg(
         *(pl.col(name).mean().alias(f"{name}.mean") for name in dense),
         *(pl.col(name).max().alias(f"{name}.max") for name in dense),
-        history_filled=(pl.col("user_pos_before") > 0).mean(),
+        history_filled=(pl.col("history").arr.last() > 0).mean(),
     )
     return {row.pop("split"): row for row in rows.to_dicts()}

@@ -30,7 +30,8 @@ def split_events(events: pl.DataFrame, params: SplitParams, seed: int) -> pl.Dat
 def _temporal_split(events: pl.DataFrame, params: SplitParams) -> pl.DataFrame:
     # Cut at the timestamps found at the fractional positions; every event sharing a boundary
     # timestamp goes to the later split, so no timestamp straddles two splits.
-    events = events.sort(EVENT_ORDER)
+    if not events["timestamp"].is_sorted():  # label_events already sorted them
+        events = events.sort(EVENT_ORDER)
     n_events = events.height
     timestamps = events["timestamp"].to_numpy()
     cuts = [

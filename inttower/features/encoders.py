@@ -105,9 +105,16 @@ def fit_encoders(
     leaky_scaler: bool = False,
 ) -> Encoders:
     """Fit on train events only (the paper protocol, LEAKY, fits scalers on every split)."""
-    train = join_attributes(events.filter(pl.col("split") == "train"), users, items)
-    vocabularies = {name: _vocabulary(train[name], params.min_count) for name in SPARSE_FIELDS}
-    vocabularies["genres"] = _vocabulary(train["genres"].explode(), params.min_count)
+    # Count train events per user and per item once, then weight each attribute by those
+    # counts: the same vocabularies as joining every event, without the 25M-row joins.
+    train = events.filter(pl.col("split") == "train")
+    per_user = train.group_by("user_id").len("events").join(users, on="user_id", how="left")
+    per_item = train.group_by("item_id").len("events").join(items, on="item_id", how="left")
+    vocabularies = {
+        name: _vocabulary(per_user if tower == "user" else per_item, name, params.min_count)
+        for name, tower in SPARSE_FIELDS.items()
+    }
+    vocabularies["genres"] = _vocabulary(per_item.explode("genres"), "genres", params.min_count)
     scaled = events if leaky_scaler else events.filter(pl.col("split") == "train")
     scalers = {name: _scaler(scaled[name], log=name in LOG_SCALED) for name in DENSE_FIELDS}
     longest_genres = int(items["genres"].list.len().max() or 1)
@@ -122,13 +129,17 @@ def fit_encoders(
     )
 
 
-def _vocabulary(values: pl.Series, min_count: int) -> list[Any]:
+def _vocabulary(weighted: pl.DataFrame, column: str, min_count: int) -> list[Any]:
     # Most frequent first, ties by value: the same train data always gives the same indices.
-    counts = values.drop_nulls().value_counts(name="count")
-    kept = counts.filter(pl.col("count") >= min_count).sort(
-        ["count", values.name], descending=[True, False]
+    counts = (
+        weighted.filter(pl.col(column).is_not_null())
+        .group_by(column)
+        .agg(pl.col("events").sum().alias("count"))
     )
-    return kept[values.name].to_list()
+    kept = counts.filter(pl.col("count") >= min_count).sort(
+        ["count", column], descending=[True, False]
+    )
+    return kept[column].to_list()
 
 
 def _scaler(values: pl.Series, log: bool) -> dict[str, float]:

@@ -53,9 +53,10 @@ class RunningGroups:
     """
 
     def __init__(self, keys: np.ndarray, timestamps: np.ndarray) -> None:
-        self.order = np.argsort(keys, kind="stable")
+        # int32 positions: half the memory of int64 at 25M events
+        self.order = np.argsort(keys, kind="stable").astype(np.int32)
         sorted_keys, sorted_times = keys[self.order], timestamps[self.order]
-        positions = np.arange(keys.size)
+        positions = np.arange(keys.size, dtype=np.int32)
         new_key = np.ones(keys.size, dtype=bool)
         new_key[1:] = sorted_keys[1:] != sorted_keys[:-1]
         new_group = new_key.copy()

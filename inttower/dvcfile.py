@@ -24,7 +24,6 @@ def _stage_entry(stage: Stage) -> dict[str, Any]:
     if stage.params:
         entry["params"] = list(stage.params)
     outs: list[Any] = [str(path) for path in stage.outs(DVC_PATHS)]
-    outs += [{str(path): {"persist": True, "cache": False}} for path in stage.persist(DVC_PATHS)]
     if outs:
         entry["outs"] = outs
     if metrics := stage.metrics(DVC_PATHS):

@@ -28,7 +28,6 @@ class Stage:
     outs: Callable[[Paths], list[Path]]  # artifacts DVC caches
     metrics: Callable[[Paths], list[Path]] = lambda paths: []  # small JSON kept in git
     plots: Callable[[Paths], list[Path]] = lambda paths: []
-    persist: Callable[[Paths], list[Path]] = lambda paths: []  # kept across reruns (checkpoints)
     kinds: tuple[str, ...] = ("python", "polars")
 
     @property
@@ -174,7 +173,6 @@ STAGE_LIST: tuple[Stage, ...] = (
         code=(*_COMMON, "inttower/models", "inttower/training"),
         outs=lambda paths: [paths.model],
         plots=lambda paths: [paths.reports / "train_history.json"],
-        persist=lambda paths: [paths.checkpoints],
         kinds=("python", "pytorch"),
     ),
     Stage(

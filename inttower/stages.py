@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from inttower.config import Params
+from inttower.data.tables import RawTables, SourceRef
 from inttower.errors import StageInputError
 from inttower.features import encoded as encoded_format
 from inttower.features.encoders import Encoders, encode_events, fit_encoders, unknown_shares
@@ -56,16 +57,20 @@ def ingest(params: Params, paths: Paths) -> dict[str, Any]:
     }
 
 
-def validate(params: Params, paths: Paths) -> dict[str, Any]:
-    """Check the canonical tables against their schemas; nothing downstream is written on failure."""
-    from inttower.data.schema import validate_tables
-    from inttower.data.tables import RawTables, SourceRef
-
+def load_ingested(paths: Paths) -> RawTables:
+    """The ingested tables with their provenance, so validation errors name source lines."""
     recorded = read_json(_existing(paths.ingested / "sources.json"))["sources"]
-    tables = RawTables(
+    return RawTables(
         **{name: _read(paths.table(paths.ingested, name)) for name in TABLES},
         sources={name: SourceRef(**ref) for name, ref in recorded.items()},
     )
+
+
+def validate(params: Params, paths: Paths) -> dict[str, Any]:
+    """Check the canonical tables against their schemas; nothing downstream is written on failure."""
+    from inttower.data.schema import validate_tables
+
+    tables = load_ingested(paths)
     summary = validate_tables(tables)
     for name in TABLES:
         write_parquet(tables.table(name), paths.table(paths.validated, name))

@@ -1,0 +1,1 @@
+"""The Dagster front end of inttower: one asset per registry stage, with checks and metadata."""

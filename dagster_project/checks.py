@@ -1,0 +1,189 @@
+"""Asset checks, one property each. Blocking ones stop the chain: bad data never reaches training,
+and a model below the quality gate is never versioned in DVC."""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from safetensors import safe_open
+
+from dagster_project.assets import asset_key
+from dagster_project.metadata import md_table
+from dagster_project.resources import ComputeResource, ParamsResource, StorageResource, run_params
+from inttower.data.schema import validate_tables
+from inttower.errors import ValidationFailed
+from inttower.features.encoded import split_path
+from inttower.features.encoders import UNKNOWN
+from inttower.io import read_json
+from inttower.stages import load_ingested
+
+SAMPLE_ROWS = 10
+
+
+@dg.asset_check(
+    asset=asset_key("ingest"),
+    name="schema_valid",
+    blocking=True,
+    description="pandera schemas and referential integrity hold on the ingested tables; "
+    "failing rows are named by source file and line",
+)
+def schema_valid(storage: StorageResource) -> dg.AssetCheckResult:
+    try:
+        summary = validate_tables(load_ingested(storage.paths()))
+    except ValidationFailed as failed:
+        return dg.AssetCheckResult(
+            passed=False,
+            description=f"{failed.table} ({failed.source}) failed validation",
+            metadata={
+                "table": failed.table,
+                "source": failed.source,
+                "failure_count": int(sum(int(row["count"]) for row in failed.failures)),
+                "failures": dg.MetadataValue.md(md_table(failed.failures)),
+                "failing_rows": dg.MetadataValue.md(f"```\n{failed.sample}\n```"),
+            },
+        )
+    return dg.AssetCheckResult(
+        passed=True, metadata={"failure_count": 0, "summary": dg.MetadataValue.json(summary)}
+    )
+
+
+@dg.asset_check(
+    asset=asset_key("split"),
+    name="split_is_chronological",
+    blocking=True,
+    description="no valid or test event is earlier than the last event of the split before it "
+    "(temporal protocol); the paper's random split is reported as a warning, by choice",
+)
+def split_is_chronological(
+    params: ParamsResource, compute: ComputeResource, storage: StorageResource
+) -> dg.AssetCheckResult:
+    chosen = run_params(params, compute).params
+    events = pl.read_parquet(storage.paths().split / "events.parquet")
+    ends = events.group_by("split").agg(last=pl.col("timestamp").max())
+    last = dict(zip(ends["split"], ends["last"], strict=True))
+    # an event is out of order when it is earlier than the last event of an earlier split
+    limit = (
+        pl.when(pl.col("split") == "valid")
+        .then(pl.lit(last.get("train")))
+        .when(pl.col("split") == "test")
+        .then(pl.max_horizontal(pl.lit(last.get("train")), pl.lit(last.get("valid"))))
+        .otherwise(None)
+    )
+    early = events.filter(pl.col("timestamp") < limit)
+    ranges = (
+        events.group_by("split")
+        .agg(first=pl.col("timestamp").min(), last=pl.col("timestamp").max(), events=pl.len())
+        .sort("first")
+        .with_columns(
+            pl.from_epoch(column, time_unit="s").dt.to_string("%Y-%m-%dT%H:%M:%SZ")
+            for column in ("first", "last")
+        )
+    )
+    metadata: dict[str, Any] = {
+        "protocol": chosen.split.protocol,
+        "events_out_of_order": early.height,
+        "time_ranges": dg.MetadataValue.md(md_table(ranges.to_dicts())),
+    }
+    if early.height:
+        metadata["out_of_order_sample"] = dg.MetadataValue.md(
+            md_table(early.head(SAMPLE_ROWS).to_dicts())
+        )
+    if chosen.split.leaky:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="split.protocol is `paper`: a random split (LEAKY), chosen explicitly",
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(passed=early.height == 0, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=asset_key("encode"),
+    name="test_items_known",
+    blocking=True,
+    description="the share of test events whose item the train vocabulary does not know stays "
+    "at most checks.max_unknown_item_share",
+)
+def test_items_known(
+    params: ParamsResource, compute: ComputeResource, storage: StorageResource
+) -> dg.AssetCheckResult:
+    limit = run_params(params, compute).params.checks.max_unknown_item_share
+    with safe_open(str(split_path(storage.paths().encoded, "test")), framework="pt") as test:
+        items = test.get_tensor("item_id")
+        raw_items = test.get_tensor("item_raw")
+        cold = test.get_tensor("cold_user")
+    unknown = items == UNKNOWN
+    share = float(unknown.float().mean()) if len(items) else 0.0
+    counts = (
+        pl.DataFrame({"item_id": raw_items[unknown].numpy()})
+        .group_by("item_id")
+        .agg(test_events=pl.len())
+        .sort(["test_events", "item_id"], descending=[True, False])
+    )
+    return dg.AssetCheckResult(
+        passed=share <= limit,
+        metadata={
+            "unknown_item_share": share,
+            "max_unknown_item_share": limit,
+            "unknown_items": counts.height,
+            "test_events": len(items),
+            "cold_user_share": float(cold.float().mean()) if len(items) else 0.0,
+            "most_frequent_unknown_items": dg.MetadataValue.md(
+                md_table(counts.head(SAMPLE_ROWS).to_dicts())
+            ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=asset_key("evaluate"),
+    name="quality_gate",
+    blocking=True,
+    description="test AUC is at least checks.min_test_auc, and at least the DSSM baseline's "
+    "test AUC when a DSSM metrics file is present; a failing model is not versioned",
+)
+def quality_gate(
+    params: ParamsResource, compute: ComputeResource, storage: StorageResource
+) -> dg.AssetCheckResult:
+    chosen = run_params(params, compute).params
+    paths = storage.paths()
+    metrics = read_json(paths.metrics)
+    test_auc = metrics["test"].get("auc")
+    floor = chosen.checks.min_test_auc
+    dssm_auc, dssm_note = _dssm_auc(storage.dssm_metrics_path(), chosen.model.name)
+    bars = {"min_test_auc": floor} | ({"dssm_test_auc": dssm_auc} if dssm_auc is not None else {})
+    passed = test_auc is not None and all(test_auc >= bar for bar in bars.values())
+    return dg.AssetCheckResult(
+        passed=passed,
+        description=f"{chosen.model.name} test AUC {test_auc} against "
+        + " and ".join(f"{name} {bar:.4f}" for name, bar in bars.items()),
+        metadata={
+            "model": chosen.model.name,
+            "test_auc": test_auc,
+            "min_test_auc": floor,
+            "dssm_test_auc": dssm_auc,
+            "gated_against": ", ".join(bars),
+            "dssm_baseline": dssm_note,
+            "no_model_baselines": dg.MetadataValue.json(metrics.get("baselines", {})),
+        },
+    )
+
+
+def _dssm_auc(path: Path, model_name: str) -> tuple[float | None, str]:
+    if model_name == "dssm":
+        return None, "the evaluated model is DSSM itself"
+    if not path.exists():
+        return None, f"no DSSM metrics at {path}: gated against the floor only"
+    dssm_auc = read_json(path).get("test", {}).get("auc")
+    if dssm_auc is None:
+        return None, f"{path} holds no test AUC: gated against the floor only"
+    return float(dssm_auc), f"compared with {path}"
+
+
+def check_definitions() -> dg.Definitions:
+    """Every asset check, one property each."""
+    return dg.Definitions(
+        asset_checks=[schema_valid, split_is_chronological, test_items_known, quality_gate]
+    )

@@ -1,0 +1,309 @@
+"""Materialization metadata: what a user looks for on each asset, read from the stage's outputs.
+
+Only reporting lives here: every number comes from a stage summary or a file the stage wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from inttower.io import file_md5, read_json
+from inttower.paths import TABLES, Paths
+from inttower.pipeline import REGISTRY_PATHS, Stage
+
+PREVIEW_ROWS = 5
+CURVE_POINTS = 11  # ROC points shown in the markdown table (the JSON keeps up to 101)
+
+
+# --- DVC hashes ------------------------------------------------------------------------------
+
+
+def dvc_md5(path: Path) -> str | None:
+    """The md5 DVC 3 records in dvc.lock: a file's md5, or a folder's `.dir` hash (the md5 of
+    the JSON list of its files' md5s sorted by relative path, exactly as dvc-data builds it)."""
+    if path.is_file():
+        return file_md5(path)
+    if not path.is_dir():
+        return None
+    entries = sorted(
+        (
+            {"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
+            for file in path.rglob("*")
+            if file.is_file()
+        ),
+        key=lambda entry: entry["relpath"],
+    )
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def output_hashes(stage: Stage, paths: Paths) -> dict[str, str | None]:
+    """DVC hash of every output the stage declares, keyed by its dvc.yaml path."""
+    declared = [*stage.outs(REGISTRY_PATHS), *stage.metrics(REGISTRY_PATHS)]
+    declared += stage.plots(REGISTRY_PATHS)
+    actual = [*stage.outs(paths), *stage.metrics(paths), *stage.plots(paths)]
+    return {str(name): dvc_md5(path) for name, path in zip(declared, actual, strict=True)}
+
+
+def data_version(hashes: Mapping[str, str | None]) -> dg.DataVersion:
+    """One version for the asset: changes exactly when an output's bytes do, so a re-run that
+    rewrites identical files leaves downstream assets fresh."""
+    blob = json.dumps(dict(sorted(hashes.items()))).encode()
+    return dg.DataVersion(hashlib.sha256(blob).hexdigest()[:16])
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    if isinstance(value, list | tuple) and len(text) > 40:
+        text = text[:37] + "…"
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A markdown table the Dagster UI renders; columns default to the first row's keys."""
+    if not rows:
+        return "_(no rows)_"
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(name)) for name in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def frame_md(frame: pl.DataFrame) -> dg.MetadataValue:
+    """A small frame (a preview, a curve) as a markdown table."""
+    return dg.MetadataValue.md(md_table(frame.to_dicts(), frame.columns))
+
+
+def column_schema(path: Path) -> dg.TableSchema:
+    """A parquet file's columns as Dagster's table schema (shown in the asset's Columns tab)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=str(dtype))
+            for name, dtype in pl.read_parquet_schema(path).items()
+        ]
+    )
+
+
+def _rows(path: Path) -> int:
+    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+
+
+def iso_time(seconds: int | float | None) -> str | None:
+    """Unix seconds as UTC ISO time: what a reader compares split boundaries with."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(int(seconds), tz=UTC).isoformat(timespec="seconds")
+
+
+def _tables_metadata(layer: Path, paths: Paths) -> dict[str, Any]:
+    """Row counts, schema and a preview of the three canonical tables in one layer."""
+    metadata: dict[str, Any] = {}
+    schema_rows = []
+    for name in TABLES:
+        path = paths.table(layer, name)
+        metadata[f"rows/{name}"] = _rows(path)
+        metadata[f"preview/{name}"] = frame_md(pl.read_parquet(path, n_rows=PREVIEW_ROWS))
+        schema_rows += [
+            {"table": name, "column": column, "dtype": str(dtype)}
+            for column, dtype in pl.read_parquet_schema(path).items()
+        ]
+    interactions = paths.table(layer, "interactions")
+    metadata["dagster/row_count"] = metadata["rows/interactions"]
+    metadata["dagster/column_schema"] = column_schema(interactions)
+    metadata["schema"] = dg.MetadataValue.md(md_table(schema_rows))
+    return metadata
+
+
+# --- per stage ------------------------------------------------------------------------------
+
+
+def _ingest(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    sources = read_json(paths.ingested / "sources.json")
+    return {
+        "dataset": summary["dataset"],
+        "sources": dg.MetadataValue.json(sources),
+        **_tables_metadata(paths.ingested, paths),
+    }
+
+
+def _validate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    ratings = (
+        pl.read_parquet(paths.table(paths.validated, "interactions"), columns=["rating"])
+        .group_by("rating")
+        .agg(events=pl.len())
+        .sort("rating")
+        .with_columns(share=pl.col("events") / pl.col("events").sum())
+    )
+    return {
+        "validation": dg.MetadataValue.json(summary),
+        "rating_distribution": frame_md(ratings),
+        **_tables_metadata(paths.validated, paths),
+    }
+
+
+def _split(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    rows = [
+        {
+            "split": name,
+            "events": block["events"],
+            "positive_rate": block["positive_rate"],
+            "users": block["users"],
+            "items": block["items"],
+            "first_event": iso_time(block["first_timestamp"]),
+            "last_event": iso_time(block["last_timestamp"]),
+        }
+        for name, block in summary["splits"].items()
+    ]
+    events = paths.split / "events.parquet"
+    return {
+        "protocol": summary["protocol"],
+        "leaky": summary["leaky"],
+        "splits": dg.MetadataValue.md(md_table(rows)),
+        "time_ranges": dg.MetadataValue.json(
+            {row["split"]: [row["first_event"], row["last_event"]] for row in rows}
+        ),
+        **{f"label_balance/{row['split']}": float(row["positive_rate"]) for row in rows},
+        "dagster/row_count": _rows(events),
+        "dagster/column_schema": column_schema(events),
+        "preview": frame_md(pl.read_parquet(events, n_rows=PREVIEW_ROWS)),
+    }
+
+
+def _features(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    by_split: dict[str, dict[str, float]] = summary["by_split"]
+    order = [name for name in ("train", "valid", "test") if name in by_split]
+    statistics = sorted({key for block in by_split.values() for key in block})
+    rows = [
+        {"statistic": key, **{name: by_split[name].get(key) for name in order}}
+        for key in statistics
+    ]
+    events = paths.features / "events.parquet"
+    preview = pl.read_parquet(events, n_rows=PREVIEW_ROWS).drop("history", strict=False)
+    return {
+        "priors": dg.MetadataValue.json(summary["priors"]),
+        "feature_statistics": dg.MetadataValue.md(md_table(rows, ["statistic", *order])),
+        "dagster/row_count": summary["events"],
+        "dagster/column_schema": column_schema(events),
+        "preview": frame_md(preview),
+    }
+
+
+def _encoders(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    sizes = summary["vocabulary_sizes"]
+    return {
+        "fitted_on": summary["fitted_on"],
+        "vocabulary_sizes": dg.MetadataValue.md(
+            md_table([{"field": name, "size": size} for name, size in sizes.items()])
+        ),
+    }
+
+
+def _encode(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    rows = [
+        {
+            "split": name,
+            "events": block["events"],
+            "cold_user_share": block["cold_user_share"],
+            **{f"unknown {field}": share for field, share in block["unknown_share"].items()},
+        }
+        for name, block in summary.items()
+    ]
+    return {
+        "splits": dg.MetadataValue.md(md_table(rows)),
+        "dagster/row_count": sum(block["events"] for block in summary.values()),
+        **{
+            f"unknown_item_share/{name}": float(block["unknown_share"].get("item_id", 0.0))
+            for name, block in summary.items()
+        },
+    }
+
+
+def _train(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    card = read_json(paths.model / "model_card.json")
+    history: list[dict[str, Any]] = read_json(paths.reports / "train_history.json")
+    return {
+        "model": card["model"],
+        "n_parameters": int(summary["n_parameters"]),
+        "device": str(summary["device"]),
+        "precision": card.get("precision"),
+        "best_epoch": int(summary["best_epoch"]),
+        "epochs_run": int(summary["epochs_run"]),
+        "stopped_early": bool(summary["stopped_early"]),
+        "valid_auc": summary["valid_auc"],
+        "valid_logloss": summary["valid_logloss"],
+        "samples_per_second": float(summary["samples_per_second"]),
+        "training_curve": dg.MetadataValue.md(md_table(history)),
+        "training_curve_data": dg.MetadataValue.json(history),
+    }
+
+
+def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    blocks = ("test", "valid", "test_cold", "test_warm")
+    rows = [{"rows": name, **summary[name]} for name in blocks if name in summary]
+    baselines = [
+        {"baseline": name, **block} for name, block in summary.get("baselines", {}).items()
+    ]
+    roc = pl.read_csv(paths.plots / "roc.csv")
+    calibration = pl.read_csv(paths.plots / "calibration.csv")
+    return {
+        "model": summary["model"],
+        "protocol": summary["protocol"],
+        "leaky": summary["leaky"],
+        **{f"test_{name}": summary["test"].get(name) for name in ("auc", "logloss", "gauc", "ece")},
+        "metrics": dg.MetadataValue.md(
+            md_table(rows, ["rows", "auc", "logloss", "gauc", "ece", "n"])
+        ),
+        "baselines": dg.MetadataValue.md(md_table(baselines)),
+        "roc": frame_md(_thin(roc, CURVE_POINTS)),
+        "roc_data": dg.MetadataValue.json(_thin(roc, 101).to_dict(as_series=False)),
+        "calibration": frame_md(calibration),
+        "metrics_json": dg.MetadataValue.json(summary),
+    }
+
+
+def _thin(frame: pl.DataFrame, points: int) -> pl.DataFrame:
+    """Evenly spaced rows, first and last kept: a curve small enough to read."""
+    if frame.height <= points:
+        return frame
+    step = (frame.height - 1) / (points - 1)
+    return frame[[round(index * step) for index in range(points)]]
+
+
+_BY_STAGE: dict[str, Callable[[dict[str, Any], Paths], dict[str, Any]]] = {
+    "ingest": _ingest,
+    "validate": _validate,
+    "split": _split,
+    "features": _features,
+    "encoders": _encoders,
+    "encode": _encode,
+    "train": _train,
+    "evaluate": _evaluate,
+}
+
+
+def stage_metadata(stage: Stage, summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """The stage's own facts (or its raw summary for a stage without a builder)."""
+    builder = _BY_STAGE.get(stage.name)
+    if builder is None:
+        return {"summary": dg.MetadataValue.json(summary)}
+    return builder(summary, paths)
+
+
+def hashes_metadata(hashes: Mapping[str, str | None]) -> dict[str, Any]:
+    """Output hashes as a readable table plus JSON that tools and tests can compare."""
+    rows = [{"output": name, "md5": digest} for name, digest in hashes.items()]
+    return {"dvc_md5": dg.MetadataValue.md(md_table(rows)), "dvc_md5_data": dict(hashes)}

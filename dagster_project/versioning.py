@@ -1,0 +1,155 @@
+"""Version a retrain with DVC: `dvc commit -f` records every stage's outputs in dvc.lock, then
+`dvc push` uploads them when a default remote is configured. DVC calls live here, not in inttower."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from dagster_project.assets import FOLLOW_UPSTREAM, OWNERS, asset_key, lineage_code_versions
+from dagster_project.metadata import md_table
+from dagster_project.resources import ComputeResource, ParamsResource, StorageResource, run_params
+from inttower.config import Params
+from inttower.pipeline import STAGE_LIST
+
+VERSIONED_ASSET = "dvc_versioned_artifacts"
+
+
+class DvcError(Exception):
+    """A dvc command failed; carries the command and DVC's own message."""
+
+
+def dvc_executable() -> str:
+    """DVC lives in its own environment (scripts/install.sh), linked beside this interpreter."""
+    beside = Path(sys.executable).parent / "dvc"
+    found = str(beside) if beside.exists() else shutil.which("dvc")
+    if found is None:
+        raise DvcError("`dvc` not found beside this Python or on PATH: run scripts/install.sh")
+    return found
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `dvc ARGS` in `root`; raise DvcError on failure if `check`."""
+    result = subprocess.run(
+        [dvc_executable(), *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+        check=False,
+    )
+    if check and result.returncode != 0:
+        message = (result.stderr or result.stdout).strip()
+        raise DvcError(f"`dvc {' '.join(args)}` failed in {root}: {message}")
+    return result
+
+
+def default_remote(root: Path) -> str | None:
+    """The remote `dvc push` would use, or None (`dvc remote default` exits 1 when none is set)."""
+    result = dvc(root, "remote", "default", check=False)
+    name = result.stdout.strip()
+    return name if result.returncode == 0 and name else None
+
+
+def why_not_versionable(
+    root: Path, data_dir: Path, params_file: Path, overrides: dict
+) -> str | None:
+    """A reason to skip versioning, or None. dvc.lock must describe what `dvc repro` would build:
+    outputs under <root>/data, made from <root>/params.yaml without run-config overrides."""
+    if not (root / ".dvc").is_dir():
+        return f"{root.resolve()} is not a DVC repository (run `dvc init` there)"
+    if data_dir.resolve() != (root / "data").resolve():
+        return f"outputs live in {data_dir}, but dvc.yaml tracks {root / 'data'}"
+    if params_file.resolve() != (root / "params.yaml").resolve():
+        return f"params came from {params_file}, but dvc.yaml reads {root / 'params.yaml'}"
+    if overrides:
+        return f"this run overrode params {sorted(overrides)}; dvc.lock would not match them"
+    return None
+
+
+def locked_hashes(root: Path) -> dict[str, str]:
+    """Every output's md5 as dvc.lock now records it."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {
+        out["path"]: out.get("md5", "")
+        for stage in lock.get("stages", {}).values()
+        for out in stage.get("outs", [])
+    }
+
+
+def build_versioning_asset(params: Params) -> dg.AssetsDefinition:
+    """The DVC step after the last stage; its code version follows this module and the whole
+    stage lineage, so a params edit marks it stale together with the stages."""
+    last = STAGE_LIST[-1].name
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(lineage_code_versions(params)[last].encode())
+
+    @dg.asset(
+        key=VERSIONED_ASSET,
+        deps=[asset_key(last)],
+        description="dvc commit of every stage's outputs (and dvc push when a remote is set), "
+        "so each retrain leaves a DVC-versioned model and metrics",
+        group_name="versioning",
+        kinds={"dvc"},
+        owners=OWNERS,
+        code_version=digest.hexdigest()[:16],
+        automation_condition=FOLLOW_UPSTREAM,
+    )
+    def dvc_versioned_artifacts(
+        context: dg.AssetExecutionContext,
+        params: ParamsResource,
+        compute: ComputeResource,
+        storage: StorageResource,
+    ) -> dg.MaterializeResult:
+        return version_artifacts(context, params, compute, storage)
+
+    return dvc_versioned_artifacts
+
+
+def version_artifacts(
+    context: dg.AssetExecutionContext,
+    params: ParamsResource,
+    compute: ComputeResource,
+    storage: StorageResource,
+) -> dg.MaterializeResult:
+    """`dvc commit --force`, then `dvc push` to the default remote if one is set."""
+    root = Path(storage.root)
+    paths = storage.paths()
+    # compute overrides (device, threads) say how to train, not what: they do not block versioning
+    chosen = run_params(params, compute)
+    reason = why_not_versionable(root, paths.data, Path(params.path), params.overrides)
+    if reason:
+        context.log.warning("DVC versioning skipped: %s", reason)
+        return dg.MaterializeResult(metadata={"status": "skipped", "reason": reason})
+    context.log.info("dvc commit -f in %s", root.resolve())
+    dvc(root, "commit", "--force")
+    hashes = locked_hashes(root)
+    remote = default_remote(root)
+    if remote:
+        context.log.info("dvc push to remote %s", remote)
+        dvc(root, "push")
+    else:
+        context.log.info("no default DVC remote: committed to the local cache only")
+    metadata: dict[str, Any] = {
+        "status": "pushed" if remote else "committed",
+        "remote": remote or "none",
+        "dvc_lock": dg.MetadataValue.md(
+            md_table([{"output": path, "md5": digest} for path, digest in hashes.items()])
+        ),
+        "dvc_lock_data": hashes,
+        "compute_overrides": dg.MetadataValue.json(chosen.overrides),
+        # dvc.lock and the cache-less reports are what a clone needs from git to `dvc pull`
+        "share_with_git": "git add dvc.lock reports/ && git commit -m 'retrain'",
+    }
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def versioning_definitions(params: Params) -> dg.Definitions:
+    """The DVC versioning asset, kept apart from the stage assets it follows."""
+    return dg.Definitions(assets=[build_versioning_asset(params)])

@@ -1,0 +1,264 @@
+"""The stage assets: one per registry stage, the same graph as dvc.yaml, code versions that move
+with params, and an in-process retrain on the real ml-100k that matches `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._utils.test.data_versions import get_stale_status_resolver
+
+from dagster_project.assets import (
+    ASSET_NAMES,
+    OWNERS,
+    asset_key,
+    lineage_code_versions,
+    stage_for,
+)
+from dagster_project.definitions import build_definitions
+from dagster_project.resources import StorageResource
+from dagster_project.versioning import VERSIONED_ASSET
+from inttower.config import load_params
+from inttower.io import file_md5, read_json
+from inttower.pipeline import STAGE_LIST, STAGES, stage_names
+
+from .conftest import Retrain
+from .helpers import ROOT, SMALL_PARAMS, dvc, git, write_params
+
+STAGE_ASSETS = {asset_key(name) for name in stage_names()}
+
+
+def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
+    return {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+
+
+def _code_versions(params_file: Path) -> dict[str, str | None]:
+    specs = _specs(build_definitions(params_file))
+    return {key.to_user_string(): spec.code_version for key, spec in specs.items()}
+
+
+def _dvc_graph(dvc_yaml: Path) -> tuple[set[str], set[tuple[str, str]]]:
+    """Stages and edges of dvc.yaml: A → B when B depends on a path A outputs (or inside it)."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    producer: dict[str, str] = {}
+    for name, entry in stages.items():
+        for section in ("outs", "metrics", "plots"):
+            for out in entry.get(section, []):
+                producer[out if isinstance(out, str) else next(iter(out))] = name
+    edges = {
+        (made_by, name)
+        for name, entry in stages.items()
+        for dep in entry.get("deps", [])
+        for out, made_by in producer.items()
+        if dep == out or dep.startswith(out + "/")
+    }
+    return set(stages), edges
+
+
+def test_every_stage_is_one_noun_asset_with_its_registry_facts() -> None:
+    assert list(ASSET_NAMES) == stage_names()
+    params = load_params(ROOT / "params.yaml")
+    specs = _specs(build_definitions(ROOT / "params.yaml"))
+    assert set(specs) == STAGE_ASSETS | {dg.AssetKey(VERSIONED_ASSET)}
+    for stage in STAGE_LIST:
+        spec = specs[asset_key(stage.name)]
+        assert stage_for(spec.key) == stage.name
+        assert spec.group_name == stage.group
+        assert spec.description == stage.description
+        assert set(spec.kinds) == set(stage.kinds)
+        assert list(spec.owners) == OWNERS
+        assert spec.code_version == lineage_code_versions(params)[stage.name]
+        # raw data is ingested on purpose; everything after it follows upstream changes
+        assert (spec.automation_condition is None) == (not stage.upstream)
+
+
+def test_dagster_asset_graph_is_the_dvc_yaml_stage_graph() -> None:
+    stages, dvc_edges = _dvc_graph(ROOT / "dvc.yaml")
+    specs = _specs(build_definitions(ROOT / "params.yaml"))
+    stage_specs = {key: spec for key, spec in specs.items() if key in STAGE_ASSETS}
+    dagster_edges = {
+        (stage_for(dep.asset_key), stage_for(key))
+        for key, spec in stage_specs.items()
+        for dep in spec.deps
+    }
+    assert {stage_for(key) for key in stage_specs} == stages
+    assert dagster_edges == dvc_edges
+    # the one Dagster-only asset is DVC itself, after the last stage
+    versioned = specs[dg.AssetKey(VERSIONED_ASSET)]
+    assert [dep.asset_key for dep in versioned.deps] == [asset_key(STAGE_LIST[-1].name)]
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [
+        ("features.smoothing", 3.0),
+        ("train.lr", 0.01),
+        ("evaluate.calibration_bins", 5),
+        ("split.protocol", "paper"),  # read by several stages
+    ],
+)
+def test_a_param_changes_exactly_the_code_versions_of_stages_reading_it(
+    tmp_path: Path, dotted: str, value: object
+) -> None:
+    before = _code_versions(write_params(tmp_path / "before.yaml", {}))
+    after = _code_versions(write_params(tmp_path / "after.yaml", {dotted: value}))
+    changed = {key for key in before if before[key] != after[key]}
+    readers = {
+        name
+        for name in stage_names()
+        if any(dotted == key or dotted.startswith(key + ".") for key in STAGES[name].params)
+    }
+    assert readers, f"no stage declares {dotted}"
+    assert changed == {ASSET_NAMES[name] for name in _downstream(readers)} | {VERSIONED_ASSET}
+
+
+def _downstream(names: set[str]) -> set[str]:
+    """The stages and every stage that reads from them, directly or not."""
+    reached = set(names)
+    for stage in STAGE_LIST:  # registry order is topological
+        if reached & set(stage.upstream):
+            reached.add(stage.name)
+    return reached
+
+
+@pytest.mark.slow
+def test_retrain_materializes_every_asset_with_passing_checks(retrain: Retrain) -> None:
+    assert retrain.result.success
+    materialized = {
+        event.materialization.asset_key
+        for event in retrain.result.get_asset_materialization_events()
+    }
+    assert materialized == STAGE_ASSETS | {dg.AssetKey(VERSIONED_ASSET)}
+    checks = {
+        event.check_name: event.passed for event in retrain.result.get_asset_check_evaluations()
+    }
+    assert checks == {
+        "schema_valid": True,
+        "split_is_chronological": True,
+        "test_items_known": True,
+        "quality_gate": True,
+    }
+
+
+def _metadata(retrain: Retrain, stage: str) -> dict[str, Any]:
+    (event,) = retrain.result.asset_materializations_for_node(ASSET_NAMES[stage])
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+@pytest.mark.slow
+def test_materializations_carry_what_users_look_for(retrain: Retrain) -> None:
+    raw = _metadata(retrain, "ingest")
+    assert raw["rows/interactions"] == 100_000 and raw["dagster/row_count"] == 100_000
+    assert "| user_id | item_id | rating | timestamp |" in str(raw["preview/interactions"])
+    assert "| interactions | rating | Float32 |" in str(raw["schema"])
+    split = _metadata(retrain, "split")
+    assert 0.5 < float(split["label_balance/train"]) < 1
+    assert "1998-04-22" in str(split["splits"])  # the last ml-100k rating, in ISO time
+    assert "user_pos_rate.mean" in str(_metadata(retrain, "features")["feature_statistics"])
+    model = _metadata(retrain, "train")
+    assert model["device"] == "cpu" and int(model["n_parameters"]) > 0
+    assert "| epoch | loss |" in str(model["training_curve"])
+    evaluation = _metadata(retrain, "evaluate")
+    metrics = read_json(retrain.project / "reports" / "metrics.json")
+    for name in ("auc", "logloss", "gauc", "ece"):
+        assert evaluation[f"test_{name}"] == metrics["test"][name]
+    assert "| fpr | tpr |" in str(evaluation["roc"])
+    assert "| bin | mean_predicted |" in str(evaluation["calibration"])
+
+
+@pytest.mark.slow
+def test_output_hashes_in_metadata_are_the_ones_dvc_lock_records(retrain: Retrain) -> None:
+    lock = yaml.safe_load((retrain.project / "dvc.lock").read_text())["stages"]
+    for stage in STAGE_LIST:
+        recorded = {out["path"]: out["md5"] for out in lock[stage.name].get("outs", [])}
+        reported = _metadata(retrain, stage.name)["dvc_md5_data"]
+        assert reported, stage.name
+        for path, digest in reported.items():
+            assert recorded[path] == digest, (stage.name, path)
+
+
+@pytest.mark.slow
+def test_training_progress_reaches_the_run_log(retrain: Retrain) -> None:
+    messages = [entry.user_message for entry in retrain.instance.all_logs(retrain.result.run_id)]
+    assert any(message.startswith("inttower.training: epoch 1/1 loss=") for message in messages)
+
+
+@pytest.mark.slow
+def test_dagster_and_dvc_repro_produce_the_same_metrics(
+    retrain: Retrain, tmp_path: Path, movielens_mirror: Path
+) -> None:
+    assert retrain.result.success
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(retrain.project), str(clone), cwd=tmp_path)
+    shutil.rmtree(clone / "reports")  # committed by the retrain: `dvc repro` must write them anew
+    output = dvc("repro", cwd=clone)
+    assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
+    ours, theirs = retrain.project, clone
+    assert json.loads((theirs / "reports/metrics.json").read_text()) == json.loads(
+        (ours / "reports/metrics.json").read_text()
+    )
+    weights = "data/07_model/model.safetensors"
+    assert file_md5(theirs / weights) == file_md5(ours / weights)
+
+
+def _stale(retrain: Retrain, params_file: Path) -> set[str]:
+    """Assets Dagster reports STALE against the retrain's instance, for definitions built from
+    `params_file` (what the UI shows after a code-location reload)."""
+    storage = StorageResource(root=str(retrain.project), data_dir=str(retrain.project / "data"))
+    defs = build_definitions(params_file, storage)
+    resolver = get_stale_status_resolver(retrain.instance, list(defs.assets or []))
+    return {
+        key.to_user_string()
+        for key in (*STAGE_ASSETS, dg.AssetKey(VERSIONED_ASSET))
+        if resolver.get_status(key) == StaleStatus.STALE
+    }
+
+
+@pytest.mark.slow
+def test_editing_a_param_marks_exactly_the_downstream_assets_stale(
+    retrain: Retrain, tmp_path: Path
+) -> None:
+    assert retrain.result.success
+    assert _stale(retrain, retrain.project / "params.yaml") == set()
+    edited = write_params(tmp_path / "params.yaml", {**SMALL_PARAMS, "features.smoothing": 3.0})
+    assert _stale(retrain, edited) == {
+        "event_features",
+        "feature_encoders",
+        "encoded_splits",
+        "inttower_model",
+        "model_evaluation",
+        VERSIONED_ASSET,
+    }
+
+
+@pytest.mark.slow
+def test_run_config_overrides_apply_and_are_recorded(
+    tmp_path: Path, movielens_mirror: Path
+) -> None:
+    params_file = write_params(tmp_path / "params.yaml", SMALL_PARAMS)
+    storage = StorageResource(root=str(tmp_path), mirror=str(movielens_mirror))
+    defs = build_definitions(params_file, storage)
+    result = defs.resolve_job_def("retrain_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[asset_key("ingest"), asset_key("validate"), asset_key("split")],
+        run_config={
+            "resources": {
+                "params": {"config": {"overrides": {"split.train": 0.7, "split.valid": 0.2}}}
+            }
+        },
+    )
+    (event,) = result.asset_materializations_for_node("labelled_split")
+    metadata = {key: value.value for key, value in event.metadata.items()}
+    assert metadata["params_overrides"] == {"split.train": 0.7, "split.valid": 0.2}
+    assert metadata["effective_code_version"] != STAGES["split"].code_version(
+        load_params(params_file)
+    )
+    splits = read_json(tmp_path / "reports/split.json")["splits"]
+    total = sum(block["events"] for block in splits.values())
+    assert abs(splits["train"]["events"] / total - 0.7) < 0.01

@@ -1,0 +1,116 @@
+"""Asset checks on tiny fixtures built in the test, and the blocking schema check on a corrupted
+copy of the real ml-100k."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from dagster_project.checks import quality_gate, split_is_chronological
+from dagster_project.definitions import build_definitions
+from dagster_project.resources import ComputeResource, ParamsResource, StorageResource
+
+from .helpers import SMALL_PARAMS, write_params
+
+
+def _resources(root: Path, **params: object) -> dict[str, object]:
+    return {
+        "params": ParamsResource(path=str(write_params(root / "params.yaml", params))),
+        "compute": ComputeResource(),
+        "storage": StorageResource(root=str(root), data_dir=str(root / "data")),
+    }
+
+
+def _metrics(path: Path, test_auc: float | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"test": {"auc": test_auc, "logloss": 0.5}}))
+
+
+def test_quality_gate_holds_the_floor(tmp_path: Path) -> None:
+    _metrics(tmp_path / "reports/metrics.json", 0.58)
+    result = quality_gate(**_resources(tmp_path, **{"checks.min_test_auc": 0.6}))
+    assert not result.passed
+    assert result.metadata["gated_against"].value == "min_test_auc"
+    assert "no DSSM metrics" in str(result.metadata["dssm_baseline"].value)
+
+
+def test_quality_gate_compares_with_a_dssm_run_when_one_is_present(tmp_path: Path) -> None:
+    _metrics(tmp_path / "reports/metrics.json", 0.70)
+    _metrics(tmp_path / "reports/baselines/dssm/metrics.json", 0.72)
+    result = quality_gate(**_resources(tmp_path, **{"checks.min_test_auc": 0.6}))
+    assert not result.passed  # above the floor, below DSSM
+    assert result.metadata["gated_against"].value == "min_test_auc, dssm_test_auc"
+    assert result.metadata["dssm_test_auc"].value == 0.72
+    _metrics(tmp_path / "reports/metrics.json", 0.73)
+    assert quality_gate(**_resources(tmp_path, **{"checks.min_test_auc": 0.6})).passed
+
+
+def test_quality_gate_fails_a_model_without_a_test_auc(tmp_path: Path) -> None:
+    _metrics(tmp_path / "reports/metrics.json", None)
+    assert not quality_gate(**_resources(tmp_path, **{"checks.min_test_auc": 0.0})).passed
+
+
+def _events(root: Path, rows: list[tuple[str, int]]) -> None:
+    target = root / "data/03_split/events.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame = pl.DataFrame(rows, schema=["split", "timestamp"], orient="row")
+    frame.with_columns(user_id=pl.lit(1), item_id=pl.lit(2), label=pl.lit(1)).write_parquet(target)
+
+
+def test_split_check_names_a_valid_event_earlier_than_the_last_train_event(
+    tmp_path: Path,
+) -> None:
+    _events(tmp_path, [("train", 10), ("train", 20), ("valid", 15), ("valid", 30), ("test", 40)])
+    result = split_is_chronological(**_resources(tmp_path))
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["events_out_of_order"].value == 1
+    assert "| valid | 15 |" in str(result.metadata["out_of_order_sample"].value)
+
+
+def test_split_check_passes_a_chronological_split(tmp_path: Path) -> None:
+    _events(tmp_path, [("train", 10), ("train", 20), ("valid", 21), ("test", 30), ("test", 30)])
+    assert split_is_chronological(**_resources(tmp_path)).passed
+
+
+def test_split_check_warns_without_blocking_under_the_papers_random_split(tmp_path: Path) -> None:
+    _events(tmp_path, [("train", 30), ("valid", 10), ("test", 20)])
+    result = split_is_chronological(**_resources(tmp_path, **{"split.protocol": "paper"}))
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+
+
+@pytest.mark.slow
+def test_corrupted_interactions_stop_the_chain_and_name_the_rows(
+    tmp_path: Path, movielens_mirror: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(movielens_mirror / "ml-100k", mirror / "ml-100k")
+    ratings = mirror / "ml-100k" / "u.data"
+    lines = ratings.read_text().splitlines(keepends=True)
+    user, item, _, stamp = lines[2].split("\t")
+    lines[2] = f"{user}\t{item}\t9\t{stamp}"  # line 3: a rating of 9 stars
+    user, _, rating, stamp = lines[6].split("\t")
+    lines[6] = f"{user}\t99999\t{rating}\t{stamp}"  # line 7: a movie that does not exist
+    ratings.write_text("".join(lines))
+
+    params_file = write_params(tmp_path / "params.yaml", SMALL_PARAMS)
+    storage = StorageResource(root=str(tmp_path), mirror=str(mirror))
+    result = (
+        build_definitions(params_file, storage)
+        .resolve_job_def("retrain_job")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
+    assert not result.success
+    materialized = [e.materialization.asset_key for e in result.get_asset_materialization_events()]
+    assert materialized == [dg.AssetKey("raw_movielens")]
+    assert not (tmp_path / "data" / "02_validated").exists()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "schema_valid" and not check.passed
+    assert check.metadata["failure_count"].value == 2
+    failing_rows = str(check.metadata["failing_rows"].value)
+    assert f"{ratings}:3" in failing_rows and f"{ratings}:7" in failing_rows
+    assert "99999" in failing_rows

@@ -466,32 +466,27 @@ def read_ml1m(directory: Path) -> RawTables:
 
 def read_ml10m(directory: Path) -> RawTables:
     """ml-10m: like ml-1m with half stars and no users.dat (users come from the ratings)."""
-    ratings = directory / "ratings.dat"
-    interactions = read_ratings(ratings, DAT_RATINGS)
-    return RawTables(
-        interactions=interactions,
-        users=_users_from_ratings(interactions),
-        items=_movies(directory, "movies.dat", DAT_MOVIES),
-        sources={
-            "interactions": _ref(ratings, DAT_RATINGS),
-            "users": _ref(ratings, DAT_RATINGS, derived=True),
-            "items": _ref(directory / "movies.dat", DAT_MOVIES),
-        },
-    )
+    return _without_demographics(directory, "ratings.dat", DAT_RATINGS, "movies.dat", DAT_MOVIES)
 
 
 def read_csv_layout(directory: Path) -> RawTables:
     """ml-20m/25m/32m/latest-small: UTF-8 CSV with a header; no demographics."""
-    ratings = directory / "ratings.csv"
-    interactions = read_ratings(ratings, CSV_RATINGS)
+    return _without_demographics(directory, "ratings.csv", CSV_RATINGS, "movies.csv", CSV_MOVIES)
+
+
+def _without_demographics(
+    directory: Path, ratings_name: str, ratings_fmt: _Format, movies_name: str, movies_fmt: _Format
+) -> RawTables:
+    ratings = directory / ratings_name
+    interactions = read_ratings(ratings, ratings_fmt)
     return RawTables(
         interactions=interactions,
         users=_users_from_ratings(interactions),
-        items=_movies(directory, "movies.csv", CSV_MOVIES),
+        items=_movies(directory, movies_name, movies_fmt),
         sources={
-            "interactions": _ref(ratings, CSV_RATINGS),
-            "users": _ref(ratings, CSV_RATINGS, derived=True),
-            "items": _ref(directory / "movies.csv", CSV_MOVIES),
+            "interactions": _ref(ratings, ratings_fmt),
+            "users": _ref(ratings, ratings_fmt, derived=True),
+            "items": _ref(directory / movies_name, movies_fmt),
         },
     )
 

@@ -1,0 +1,30 @@
+"""Models: IntTower, the DSSM and DNN baselines, their losses, and an item-tower cache."""
+
+from inttower.models.baselines import DNN, DSSM
+from inttower.models.losses import bce_loss, info_nce, objective_loss, ranknet_loss
+from inttower.models.registry import MODELS, build_model
+from inttower.models.scorer import ItemCache
+from inttower.models.towers import (
+    IntTower,
+    ModelOutput,
+    RankingModel,
+    TowerOutput,
+    TwoTowerModel,
+)
+
+__all__ = [
+    "DNN",
+    "DSSM",
+    "MODELS",
+    "IntTower",
+    "ItemCache",
+    "ModelOutput",
+    "RankingModel",
+    "TowerOutput",
+    "TwoTowerModel",
+    "bce_loss",
+    "build_model",
+    "info_nce",
+    "objective_loss",
+    "ranknet_loss",
+]

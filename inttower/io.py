@@ -13,7 +13,6 @@ from typing import Any
 
 import polars as pl
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

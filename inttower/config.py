@@ -82,6 +82,8 @@ class ModelParams(_Strict):
     cir_temperature: float = Field(0.1, gt=0)
     cir_margin: float = Field(0.0, ge=0)
     l2_embedding: float = Field(1e-6, ge=0)
+    tower_bias: bool = True
+    id_dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class TrainParams(_Strict):
@@ -90,6 +92,7 @@ class TrainParams(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     objective: Literal["bce", "ranknet"] = "bce"
     patience: int = Field(3, ge=1)
     threads: int = Field(0, ge=0)

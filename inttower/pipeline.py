@@ -182,7 +182,14 @@ STAGE_LIST: tuple[Stage, ...] = (
         group="modeling",
         reads=lambda paths: [paths.model, paths.encoded, paths.features / "events.parquet"],
         # the model is rebuilt from its params, on the configured device
-        params=("evaluate", "model", "train.device", "train.threads", "split.protocol"),
+        params=(
+            "evaluate",
+            "model",
+            "train.device",
+            "train.precision",
+            "train.threads",
+            "split.protocol",
+        ),
         code=(*_COMMON, "inttower/evaluation", "inttower/models", "inttower/training"),
         outs=lambda paths: [],
         metrics=lambda paths: [paths.metrics],

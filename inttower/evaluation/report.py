@@ -33,7 +33,7 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     a model whose card names other data or model params, so metrics describe current inputs."""
     _check_lineage(params, paths)
     device = select_device(params.train.device)
-    precision = Precision.for_device(device)
+    precision = Precision.for_device(device, params.train.precision)
     with reproducible(params, device):  # the kernels training validated with: same numbers
         model = build_model(load_fields(paths.encoded), params.model)
         model.load_state_dict(load_file(str(model_path(paths))))
@@ -72,12 +72,15 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
 
 
 def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
-    """Two no-model baselines on the test rows of the features table: the item's smoothed
-    positive rate, and the user's and item's rates combined additively in logit space."""
+    """Three no-model baselines on the test rows of the features table: the item's smoothed
+    positive rate; the user's and item's rates combined additively in logit space; and the sum of
+    the user's and item's mean ratings (a ranking, not a probability: AUC only). Under the `paper`
+    protocol the mean ratings are computed on each split's own labels, so the last one measures
+    how much the leak alone is worth."""
     events = paths.table(paths.features, EVENTS_TABLE)
     if not events.exists():
         raise StageInputError(f"{events} not found: run the `features` stage first")
-    columns = ["label", "user_pos_rate", "item_pos_rate"]
+    columns = ["label", "user_pos_rate", "item_pos_rate", "user_mean_rating", "item_mean_rating"]
     test = pl.scan_parquet(events).filter(pl.col("split") == "test").select(columns).collect()
     for column in columns:
         if test[column].null_count():
@@ -86,7 +89,8 @@ def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
     item_rate = test["item_pos_rate"].to_numpy().astype(np.float64)
     user_rate = test["user_pos_rate"].to_numpy().astype(np.float64)
     combined = 1.0 / (1.0 + np.exp(-(_logit(user_rate) + _logit(item_rate))))
-    return {
+    mean_ratings = (test["user_mean_rating"] + test["item_mean_rating"]).to_numpy()
+    baselines: dict[str, dict[str, float | int | None]] = {
         name: {
             "auc": finite_or_none(auc(labels, probability)),
             "logloss": finite_or_none(logloss(labels, probability)),
@@ -97,6 +101,12 @@ def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
             ("user_item_pos_rate_logits", combined),
         )
     }
+    baselines["mean_ratings"] = {
+        "auc": finite_or_none(auc(labels, mean_ratings.astype(np.float64))),
+        "logloss": None,
+        "n": len(labels),
+    }
+    return baselines
 
 
 def _logit(probability: np.ndarray) -> np.ndarray:

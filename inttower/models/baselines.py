@@ -28,11 +28,11 @@ class DSSM(TwoTowerModel):
         hidden = list(params.hidden_units)
         self.user_encoder = TowerEncoder(
             fields, "user", params.embedding_dim, hidden, params.dropout,
-            light_se=False, linear_output=True,
+            light_se=False, linear_output=True, id_dropout=params.id_dropout,
         )  # fmt: skip
         self.item_encoder = TowerEncoder(
             fields, "item", params.embedding_dim, hidden, params.dropout,
-            light_se=False, linear_output=True,
+            light_se=False, linear_output=True, id_dropout=params.id_dropout,
         )  # fmt: skip
         # log-parametrised so the multiplier stays positive and moves multiplicatively.
         self.log_scale = nn.Parameter(torch.tensor(math.log(DSSM_INITIAL_SCALE)))
@@ -62,7 +62,7 @@ class DNN(RankingModel):
 
     def __init__(self, fields: list[FieldSpec], params: ModelParams) -> None:
         super().__init__()
-        self.embedding = FieldEmbedding(fields, params.embedding_dim)
+        self.embedding = FieldEmbedding(fields, params.embedding_dim, params.id_dropout)
         in_dim = self.embedding.n_embedded * params.embedding_dim + self.embedding.n_dense
         self.mlp = MLP(in_dim, list(params.hidden_units), params.dropout)
         self.head = nn.Linear(self.mlp.out_dim, 1)

@@ -13,13 +13,24 @@ from inttower.features.encoded import FieldSpec, Tower
 # Embedding rows start small but not tiny: the official N(0, 1e-4) init leaves the towers' first
 # layers with almost no signal, which is one reason half its seeds stall near AUC 0.52.
 EMBEDDING_INIT_STD = 0.05
+# The encoders' index for a value unseen in train (0 is padding).
+UNKNOWN_INDEX = 1
+
+
+def is_id_field(spec: FieldSpec) -> bool:
+    """Identity fields (`user_id`, `item_id`): the ones a cold user or item has no row in."""
+    return spec.kind == "sparse" and spec.name.endswith("_id")
 
 
 class FieldEmbedding(nn.Module):
-    """One embedding table per sparse/sequence field; returns (B, F, k) plus the dense block (B, D)."""
+    """One embedding table per sparse/sequence field; returns (B, F, k) plus the dense block (B, D).
 
-    def __init__(self, fields: list[FieldSpec], dim: int) -> None:
+    `id_dropout`: in training, each id-field value becomes the unknown index with this probability.
+    """
+
+    def __init__(self, fields: list[FieldSpec], dim: int, id_dropout: float = 0.0) -> None:
         super().__init__()
+        self.id_dropout = id_dropout
         self.embedded = [spec for spec in fields if spec.kind in ("sparse", "sequence")]
         self.dense = [spec for spec in fields if spec.kind == "dense"]
         self.dim = dim
@@ -54,6 +65,13 @@ class FieldEmbedding(nn.Module):
         return embeddings, dense
 
     def _lookup(self, spec: FieldSpec, index: Tensor) -> Tensor:
+        if self.training and self.id_dropout > 0 and is_id_field(spec):
+            # Most test events of a chronological split come from users unseen in train, whose
+            # id is the unknown index; a model that never saw that index in training leans on
+            # ids it will not have. Dropping ids teaches the unknown row and the fallback
+            # features (demographics, history, rates) that cold users are scored with.
+            dropped = torch.rand(index.shape, device=index.device) < self.id_dropout
+            index = torch.where(dropped & (index != 0), UNKNOWN_INDEX, index)
         vectors = self.tables[spec.name](index)
         if spec.kind != "sequence":
             return vectors
@@ -144,12 +162,13 @@ class TowerEncoder(nn.Module):
         dropout: float,
         light_se: bool,
         linear_output: bool,
+        id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         own = [spec for spec in fields if spec.tower == tower]
         if not own:
             raise StageInputError(f"no {tower}-tower fields in fields.json: a tower needs input")
-        self.embedding = FieldEmbedding(own, embedding_dim)
+        self.embedding = FieldEmbedding(own, embedding_dim, id_dropout)
         n_embedded = self.embedding.n_embedded
         self.light_se = LightSE(n_embedded) if light_se and n_embedded > 0 else None
         in_dim = n_embedded * embedding_dim + self.embedding.n_dense

@@ -10,15 +10,17 @@ import torch
 from torch import Tensor
 
 from inttower.errors import ConfigError
-from inttower.models.towers import RankingModel, TwoTowerModel
+from inttower.models.towers import RankingModel, TwoTowerModel, add_tower_biases
 
 
 @dataclass
 class ItemCache:
-    """Each catalogue item's scoring vectors (IntTower: H head vectors; DSSM: unit vector)."""
+    """Each catalogue item's scoring vectors (IntTower: H head vectors; DSSM: unit vector) and,
+    when the model has tower biases, each item's additive logit term."""
 
     model: TwoTowerModel
     items: Tensor  # (N, …): row n belongs to row n of the `item_inputs` given to build
+    item_bias: Tensor | None = None  # (N,)
 
     @classmethod
     @torch.no_grad()
@@ -35,11 +37,15 @@ class ItemCache:
         n_items = _rows(item_inputs)
         device = _device(model)
         with _eval_mode(model):
-            chunks = [
-                model.item_tower(_slice(item_inputs, start, start + batch_size, device)).vectors
+            towers = [
+                model.item_tower(_slice(item_inputs, start, start + batch_size, device))
                 for start in range(0, n_items, batch_size)
             ]
-        return cls(model=model, items=torch.cat(chunks))
+        biases = [tower.bias for tower in towers]
+        item_bias = None if any(bias is None for bias in biases) else torch.cat(biases)
+        return cls(
+            model=model, items=torch.cat([tower.vectors for tower in towers]), item_bias=item_bias
+        )
 
     def __len__(self) -> int:
         return int(self.items.shape[0])
@@ -66,13 +72,16 @@ class ItemCache:
         with _eval_mode(self.model):
             for start in range(0, n_users, batch_size):
                 batch = _slice(user_inputs, start, start + batch_size, device)
-                user = self.model.user_tower(batch).vectors
+                user = self.model.user_tower(batch)
                 if candidates is None:
-                    logits.append(self.model.score_all(user, self.items))
-                    continue
-                rows = candidates[start : start + batch_size].to(device)
-                rows = rows.unsqueeze(1) if single else rows
-                logits.append(self.model.score_candidates(user, self.items[rows]))
+                    scores = self.model.score_all(user.vectors, self.items)
+                    item_bias = None if self.item_bias is None else self.item_bias.unsqueeze(0)
+                else:
+                    rows = candidates[start : start + batch_size].to(device)
+                    rows = rows.unsqueeze(1) if single else rows
+                    scores = self.model.score_candidates(user.vectors, self.items[rows])
+                    item_bias = None if self.item_bias is None else self.item_bias[rows]
+                logits.append(add_tower_biases(scores, user.bias, item_bias))
         scores = torch.cat(logits)
         return scores.squeeze(1) if single else scores
 

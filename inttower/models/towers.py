@@ -33,6 +33,7 @@ class TowerOutput:
 
     vectors: Tensor  # IntTower: (B, [layers ·] heads, head_dim); DSSM: (B, D)
     repr: Tensor  # (B, D) L2-normalised last layer
+    bias: Tensor | None = None  # (B,) this tower's additive logit term; None when it has none
 
 
 class RankingModel(nn.Module):
@@ -64,18 +65,31 @@ class TwoTowerModel(RankingModel):
         raise NotImplementedError
 
     def score_candidates(self, user: Tensor, items: Tensor) -> Tensor:
-        """Logits of each user against its own candidates: user (U, …), items (U, C, …) -> (U, C)."""
+        """Interaction logits of each user against its own candidates, tower biases excluded:
+        user (U, …), items (U, C, …) -> (U, C)."""
         raise NotImplementedError
 
     def score_all(self, user: Tensor, items: Tensor) -> Tensor:
-        """Logits of every user against every item: user (U, …), items (N, …) -> (U, N)."""
+        """Interaction logits of every user against every item, tower biases excluded:
+        user (U, …), items (N, …) -> (U, N)."""
         raise NotImplementedError
 
     def forward(self, inputs: dict[str, Tensor]) -> ModelOutput:
         user = self.user_tower(inputs)
         item = self.item_tower(inputs)
         logits = self.score_candidates(user.vectors, item.vectors.unsqueeze(1)).squeeze(1)
+        logits = add_tower_biases(logits, user.bias, item.bias)
         return ModelOutput(logits=logits, user_repr=user.repr, item_repr=item.repr)
+
+
+def add_tower_biases(logits: Tensor, user_bias: Tensor | None, item_bias: Tensor | None) -> Tensor:
+    """logits (U, …) plus a per-user term broadcast over candidates and a per-item term that
+    already has the candidates' shape; either may be None."""
+    if user_bias is not None:
+        logits = logits + user_bias.view(-1, *([1] * (logits.dim() - 1)))
+    if item_bias is not None:
+        logits = logits + item_bias
+    return logits
 
 
 class IntTower(TwoTowerModel):
@@ -88,11 +102,11 @@ class IntTower(TwoTowerModel):
         self.head_dim = params.head_dim
         self.user_encoder = TowerEncoder(
             fields, "user", params.embedding_dim, hidden, params.dropout,
-            light_se=True, linear_output=True,
+            light_se=True, linear_output=True, id_dropout=params.id_dropout,
         )  # fmt: skip
         self.item_encoder = TowerEncoder(
             fields, "item", params.embedding_dim, hidden, params.dropout,
-            light_se=True, linear_output=True,
+            light_se=True, linear_output=True, id_dropout=params.id_dropout,
         )  # fmt: skip
         # FE-Block: every user layer gets its own projection to heads; the item only its last.
         width = params.heads * params.head_dim
@@ -109,6 +123,17 @@ class IntTower(TwoTowerModel):
         self.normaliser = maxsim_normaliser(len(hidden) * params.heads, params.head_dim)
         self.log_scale = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(()))
+        # Tower biases: a MaxSim of head vectors represents "this user x this item" well but an
+        # additive "this user likes most things" + "this item is liked by most" poorly, and on
+        # ml-100k those main effects carry most of the signal (the user+item positive-rate
+        # baseline alone scores AUC 0.81). A scalar head per tower on its last layer adds them:
+        # logit = MaxSim + w_u·h_u + w_v·h_v + b. The item term is cached with the item heads,
+        # the user term is computed once per request, so pre-ranking cost is unchanged.
+        self.user_bias = nn.Linear(hidden[-1], 1, bias=False) if params.tower_bias else None
+        self.item_bias = nn.Linear(hidden[-1], 1, bias=False) if params.tower_bias else None
+        for head in (self.user_bias, self.item_bias):
+            if head is not None:
+                nn.init.zeros_(head.weight)
 
     @property
     def n_layers(self) -> int:
@@ -123,6 +148,7 @@ class IntTower(TwoTowerModel):
         return TowerOutput(
             vectors=heads.view(heads.shape[0], self.n_layers * self.heads, self.head_dim),
             repr=F.normalize(layers[-1], dim=1),
+            bias=_scalar_head(self.user_bias, layers[-1]),
         )
 
     def item_tower(self, inputs: dict[str, Tensor]) -> TowerOutput:
@@ -131,6 +157,7 @@ class IntTower(TwoTowerModel):
         return TowerOutput(
             vectors=heads.view(heads.shape[0], self.heads, self.head_dim),
             repr=F.normalize(layers[-1], dim=1),
+            bias=_scalar_head(self.item_bias, layers[-1]),
         )
 
     def score_candidates(self, user: Tensor, items: Tensor) -> Tensor:
@@ -141,3 +168,7 @@ class IntTower(TwoTowerModel):
 
     def _logit(self, maxsim_sum: Tensor) -> Tensor:
         return maxsim_sum * (self.normaliser * self.log_scale.exp()) + self.bias
+
+
+def _scalar_head(head: nn.Linear | None, last_layer: Tensor) -> Tensor | None:
+    return None if head is None else head(last_layer).squeeze(1)

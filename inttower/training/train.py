@@ -79,7 +79,7 @@ def train_model(
     """Train `model.name` early-stopped on validation AUC: best weights + model card, a checkpoint
     per epoch, train_history.json. `resume` continues a matching checkpoint to the same result."""
     device = select_device(params.train.device)
-    precision = Precision.for_device(device)
+    precision = Precision.for_device(device, params.train.precision)
     started = time.perf_counter()
     with reproducible(params, device):
         train_split = load_split(paths.encoded, "train")

@@ -35,9 +35,14 @@ def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
     assert written["test"]["n"] == len(load_split(trained.encoded, "test"))
     assert written["test_cold"]["n"] + written["test_warm"]["n"] == written["test"]["n"]
     assert written["test_cold"]["n"] > 0 and written["test_warm"]["n"] > 0
-    assert set(written["baselines"]) == {"item_pos_rate", "user_item_pos_rate_logits"}
+    assert set(written["baselines"]) == {
+        "item_pos_rate",
+        "user_item_pos_rate_logits",
+        "mean_ratings",
+    }
     for baseline in written["baselines"].values():
         assert {"auc", "logloss"} <= set(baseline)
+    assert written["baselines"]["mean_ratings"]["logloss"] is None  # a ranking, not a probability
     assert written["model"] == "inttower"
     assert written["protocol"] == "temporal" and written["leaky"] is False
 
@@ -55,6 +60,9 @@ def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:
     expected = auc(events["label"].to_numpy(), events["item_pos_rate"].to_numpy())
     assert metrics["baselines"]["item_pos_rate"]["auc"] == pytest.approx(expected)
     assert metrics["baselines"]["item_pos_rate"]["n"] == events.height
+    mean_ratings = events["user_mean_rating"] + events["item_mean_rating"]
+    expected = auc(events["label"].to_numpy(), mean_ratings.to_numpy())
+    assert metrics["baselines"]["mean_ratings"]["auc"] == pytest.approx(expected)
 
 
 def test_plot_data_is_written_for_dvc(trained: Paths) -> None:

@@ -10,6 +10,7 @@ from inttower.features.encoded import FieldSpec
 from inttower.models import layers
 from inttower.models.layers import (
     MLP,
+    UNKNOWN_INDEX,
     FieldEmbedding,
     LightSE,
     TowerEncoder,
@@ -143,3 +144,28 @@ def test_sequence_pooling_ignores_padding_even_if_row_zero_changed() -> None:
 
     assert torch.allclose(pooled[0, 0], (table[3] + table[4]) / 2)
     assert torch.equal(pooled[1, 0], torch.zeros(2))
+
+
+def test_id_dropout_replaces_ids_with_unknown_only_in_training() -> None:
+    fields = [
+        FieldSpec("user_id", "sparse", "user", vocab_size=50),
+        FieldSpec("gender", "sparse", "user", vocab_size=50),
+    ]
+    embedding = FieldEmbedding(fields, 4, id_dropout=0.5)
+    with torch.no_grad():
+        for table in embedding.tables.values():
+            table.weight.copy_(torch.arange(50, dtype=torch.float32).unsqueeze(1).expand(50, 4))
+    ids = torch.arange(2, 50).repeat(20)
+    inputs = {"user_id": ids, "gender": ids}
+
+    torch.manual_seed(0)
+    embedded, _ = embedding(inputs)
+    looked_up = embedded[:, :, 0]
+    dropped = looked_up[:, 0] == UNKNOWN_INDEX
+    assert 0.4 < dropped.float().mean() < 0.6  # ids become "unknown" at the configured rate
+    assert torch.equal(looked_up[~dropped, 0], ids[~dropped].float())
+    assert torch.equal(looked_up[:, 1], ids.float())  # non-id fields are never dropped
+
+    embedding.eval()
+    embedded, _ = embedding(inputs)
+    assert torch.equal(embedded[:, 0, 0], ids.float())  # evaluation sees every id

@@ -33,13 +33,20 @@ def _full_forward(
         return model(pairs).logits
 
 
-@pytest.mark.parametrize("name", ["inttower", "dssm"])
-def test_cached_scores_equal_the_full_forward(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "tower_bias"), [("inttower", True), ("inttower", False), ("dssm", False)]
+)
+def test_cached_scores_equal_the_full_forward(name: str, tower_bias: bool) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_fields(), tiny_params(name))
+    model = build_model(tiny_fields(), tiny_params(name, tower_bias=tower_bias))
+    if tower_bias:  # the bias heads start at zero: make them count
+        with torch.no_grad():
+            model.user_bias.weight.normal_()
+            model.item_bias.weight.normal_()
     items, users = _catalogue_and_users()
     cache = ItemCache.build(model, items, batch_size=4)  # several item batches
     assert len(cache) == 11
+    assert (cache.item_bias is not None) == tower_bias
 
     one_each = torch.tensor([3, 0, 10, 3, 7])
     assert torch.allclose(

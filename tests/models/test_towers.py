@@ -45,7 +45,7 @@ def test_every_user_layer_feeds_the_fe_block(hidden_units: list[int]) -> None:
 
 def test_logit_is_the_scaled_maxsim_over_user_layers_and_heads() -> None:
     torch.manual_seed(0)
-    params = tiny_params(hidden_units=[16, 8], heads=3, head_dim=4)
+    params = tiny_params(hidden_units=[16, 8], heads=3, head_dim=4, tower_bias=False)
     model = IntTower(tiny_fields(), params).eval()
     with torch.no_grad():
         model.log_scale.fill_(math.log(2.0))
@@ -60,6 +60,32 @@ def test_logit_is_the_scaled_maxsim_over_user_layers_and_heads() -> None:
 
     expected = 2.0 * raw / (2 * 3 * math.sqrt(4)) - 0.5  # L·H·√d normaliser
     assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_tower_biases_add_a_user_and_an_item_term_to_the_maxsim_logit() -> None:
+    torch.manual_seed(0)
+    model = IntTower(tiny_fields(), tiny_params(hidden_units=[16, 8], heads=3, head_dim=4)).eval()
+    with torch.no_grad():
+        model.user_bias.weight.normal_()
+        model.item_bias.weight.normal_()
+    batch = random_batch(tiny_fields(), 6, torch.Generator().manual_seed(0))
+
+    with torch.no_grad():
+        logits = model(batch).logits
+        user = model.user_tower(batch)
+        item = model.item_tower(batch)
+        interaction = model.score_candidates(user.vectors, item.vectors.unsqueeze(1)).squeeze(1)
+
+    assert user.bias.shape == item.bias.shape == (6,)
+    assert user.bias.abs().sum() > 0 and item.bias.abs().sum() > 0
+    assert torch.allclose(logits, interaction + user.bias + item.bias, atol=1e-5)
+
+
+def test_without_tower_biases_there_are_no_bias_heads() -> None:
+    model = IntTower(tiny_fields(), tiny_params(tower_bias=False))
+    batch = random_batch(tiny_fields(), 3, torch.Generator().manual_seed(0))
+    assert model.user_bias is None and model.item_bias is None
+    assert model.user_tower(batch).bias is None and model.item_tower(batch).bias is None
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

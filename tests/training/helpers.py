@@ -124,6 +124,9 @@ def write_tiny_project(
             "label": labels.astype(np.int8),
             "user_pos_rate": user_rate,
             "item_pos_rate": item_rate,
+            # a rate-like mean rating on the 1–5 scale, as the features stage writes
+            "user_mean_rating": 1.0 + 4.0 * user_rate,
+            "item_mean_rating": 1.0 + 4.0 * item_rate,
             "user_count": np.ones(n_events, dtype=np.int64),
             "item_count": np.ones(n_events, dtype=np.int64),
         }

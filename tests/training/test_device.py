@@ -40,6 +40,27 @@ def test_cpu_trains_in_full_precision() -> None:
     assert not precision.make_scaler().is_enabled()
 
 
+def test_cpu_autocasts_to_bf16_only_when_asked() -> None:
+    cpu = torch.device("cpu")
+    assert Precision.for_device(cpu, "auto").dtype is None
+    assert Precision.for_device(cpu, "fp32").dtype is None
+    precision = Precision.for_device(cpu, "bf16")
+    assert precision.dtype == torch.bfloat16 and precision.name == "bfloat16"
+    assert not precision.make_scaler().is_enabled()  # bf16 has fp32's range: no loss scaling
+    with precision.autocast():
+        product = torch.ones(4, 4) @ torch.ones(4, 4)
+    assert product.dtype == torch.bfloat16
+
+
+def test_fp32_never_autocasts_even_on_cuda() -> None:
+    assert Precision.for_device(torch.device("cuda"), "fp32").dtype is None
+
+
+def test_unknown_precision_names_the_parameter() -> None:
+    with pytest.raises(DeviceError, match=r"train\.precision"):
+        Precision.for_device(torch.device("cpu"), "fp8")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_uses_mixed_precision() -> None:

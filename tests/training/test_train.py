@@ -24,7 +24,7 @@ from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import DeviceSplit, predict_logits
 from inttower.training.device import DeviceError, Precision
-from inttower.training.train import TrainingError, train_model
+from inttower.training.train import TrainingError, model_card_path, train_model
 from tests.training.helpers import tiny_params, write_tiny_project
 
 REPO_ROOT = Path(inttower.__file__).resolve().parents[1]
@@ -86,6 +86,22 @@ def test_same_seed_gives_bit_identical_weights(tmp_path: Path) -> None:
     other = write_tiny_project(tmp_path / "other")
     train_model(tiny_params(seed=8), other, progress=False)
     assert any(not torch.equal(t, _weights(other)[n]) for n, t in _weights(first).items())
+
+
+def test_cpu_bf16_is_opt_in_trains_and_is_recorded(tmp_path: Path) -> None:
+    default = write_tiny_project(tmp_path / "default")
+    train_model(tiny_params(), default, progress=False)
+    assert json.loads(model_card_path(default).read_text())["precision"] == "float32"
+
+    paths = write_tiny_project(tmp_path / "bf16")
+    summary = train_model(tiny_params(**{"train.precision": "bf16"}), paths, progress=False)
+    card = json.loads(model_card_path(paths).read_text())
+    assert card["precision"] == "bfloat16"
+    assert summary["valid_auc"] > 0.5
+    again = write_tiny_project(tmp_path / "bf16-again")
+    train_model(tiny_params(**{"train.precision": "bf16"}), again, progress=False)
+    for name, tensor in _weights(paths).items():  # deterministic on CPU in bf16 too
+        assert torch.equal(tensor, _weights(again)[name]), name
 
 
 def test_process_settings_are_put_back_after_training(tmp_path: Path) -> None:

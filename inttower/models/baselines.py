@@ -25,15 +25,8 @@ class DSSM(TwoTowerModel):
 
     def __init__(self, fields: list[FieldSpec], params: ModelParams) -> None:
         super().__init__()
-        hidden = list(params.hidden_units)
-        self.user_encoder = TowerEncoder(
-            fields, "user", params.embedding_dim, hidden, params.dropout,
-            light_se=False, linear_output=True, id_dropout=params.id_dropout,
-        )  # fmt: skip
-        self.item_encoder = TowerEncoder(
-            fields, "item", params.embedding_dim, hidden, params.dropout,
-            light_se=False, linear_output=True, id_dropout=params.id_dropout,
-        )  # fmt: skip
+        self.user_encoder = TowerEncoder.two_tower(fields, "user", params, light_se=False)
+        self.item_encoder = TowerEncoder.two_tower(fields, "item", params, light_se=False)
         # log-parametrised so the multiplier stays positive and moves multiplicatively.
         self.log_scale = nn.Parameter(torch.tensor(math.log(DSSM_INITIAL_SCALE)))
         self.bias = nn.Parameter(torch.zeros(()))

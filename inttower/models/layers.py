@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from inttower.config import ModelParams
 from inttower.errors import StageInputError
 from inttower.features.encoded import FieldSpec, Tower
 
@@ -173,6 +174,16 @@ class TowerEncoder(nn.Module):
         self.light_se = LightSE(n_embedded) if light_se and n_embedded > 0 else None
         in_dim = n_embedded * embedding_dim + self.embedding.n_dense
         self.mlp = MLP(in_dim, hidden_units, dropout, linear_output=linear_output)
+
+    @classmethod
+    def two_tower(
+        cls, fields: list[FieldSpec], tower: Tower, params: ModelParams, light_se: bool
+    ) -> TowerEncoder:
+        """A tower as the two-tower models build it: sizes from params, a linear last layer."""
+        return cls(
+            fields, tower, params.embedding_dim, list(params.hidden_units), params.dropout,
+            light_se=light_se, linear_output=True, id_dropout=params.id_dropout,
+        )  # fmt: skip
 
     def forward(self, inputs: dict[str, Tensor]) -> list[Tensor]:
         embeddings, dense = self.embedding(inputs)

@@ -100,14 +100,8 @@ class IntTower(TwoTowerModel):
         hidden = list(params.hidden_units)
         self.heads = params.heads
         self.head_dim = params.head_dim
-        self.user_encoder = TowerEncoder(
-            fields, "user", params.embedding_dim, hidden, params.dropout,
-            light_se=True, linear_output=True, id_dropout=params.id_dropout,
-        )  # fmt: skip
-        self.item_encoder = TowerEncoder(
-            fields, "item", params.embedding_dim, hidden, params.dropout,
-            light_se=True, linear_output=True, id_dropout=params.id_dropout,
-        )  # fmt: skip
+        self.user_encoder = TowerEncoder.two_tower(fields, "user", params, light_se=True)
+        self.item_encoder = TowerEncoder.two_tower(fields, "item", params, light_se=True)
         # FE-Block: every user layer gets its own projection to heads; the item only its last.
         width = params.heads * params.head_dim
         self.user_heads = nn.ModuleList(nn.Linear(units, width) for units in hidden)

@@ -112,3 +112,27 @@ def test_changing_a_split_param_reruns_from_split_only(repo: Path) -> None:
     assert split_report["splits"]["test"]["events"] < 0.06 * sum(
         row["events"] for row in split_report["splits"].values()
     )
+
+
+def test_exp_run_switches_the_model_and_metrics_diff_compares(repo: Path) -> None:
+    _run(["git", "add", "-A"], repo)
+    _run(
+        [
+            "git",
+            "-c",
+            "user.email=ci@example.com",
+            "-c",
+            "user.name=ci",
+            "commit",
+            "-q",
+            "-m",
+            "run",
+        ],
+        repo,
+    )
+    output = _run(["dvc", "exp", "run", "-S", "model.name=dssm"], repo)
+    assert "Running stage 'train'" in output and "Running stage 'split'" not in output
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], repo))
+    changes = diff["reports/metrics.json"]
+    assert changes["model"] == {"old": "inttower", "new": "dssm"}
+    assert "test.auc" in changes

@@ -65,6 +65,7 @@ class SplitParams(_Strict):
 class FeatureParams(_Strict):
     smoothing: float = Field(10.0, ge=0)
     history_length: int = Field(20, ge=1, le=512)
+    genre_profile: bool = False
 
 
 class EncoderParams(_Strict):

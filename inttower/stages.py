@@ -96,11 +96,15 @@ def split(params: Params, paths: Paths) -> dict[str, Any]:
 
 def features(params: Params, paths: Paths) -> dict[str, Any]:
     """Point-in-time event features plus static user and item attributes."""
+    validated_items = _read(paths.table(paths.validated, "items"))
     events, priors = event_features(
-        _read(paths.split / "events.parquet"), params.features, params.split
+        _read(paths.split / "events.parquet"),
+        params.features,
+        params.split,
+        validated_items if params.features.genre_profile else None,
     )
     users = user_attributes(_read(paths.table(paths.validated, "users")))
-    items = item_attributes(_read(paths.table(paths.validated, "items")))
+    items = item_attributes(validated_items)
     write_parquet(events, paths.features / "events.parquet")
     write_parquet(users, paths.features / "users.parquet")
     write_parquet(items, paths.features / "items.parquet")

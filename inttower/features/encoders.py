@@ -13,7 +13,7 @@ import torch
 from inttower.config import EncoderParams
 from inttower.errors import StageInputError
 from inttower.features.encoded import FieldSpec, Tower
-from inttower.features.features import DENSE_ITEM, DENSE_USER
+from inttower.features.features import DENSE_ITEM, DENSE_USER, GENRE_PROFILE_PREFIX
 from inttower.io import read_json, write_json
 
 PAD, UNKNOWN = 0, 1
@@ -62,8 +62,13 @@ class Encoders:
             FieldSpec(name, "sequence", tower, self.vocab_size(vocab), self.sequence_lengths[name])
             for name, (tower, vocab) in SEQUENCE_FIELDS.items()
         ]
-        specs += [FieldSpec(name, "dense", tower) for name, tower in DENSE_FIELDS.items()]
+        specs += [FieldSpec(name, "dense", _dense_tower(name)) for name in self.dense_names()]
         return sorted(specs, key=lambda spec: spec.tower != "user")
+
+    def dense_names(self) -> list[str]:
+        """The fixed dense fields, then the dataset's genre-profile columns in name order."""
+        extra = sorted(name for name in self.scalers if name not in DENSE_FIELDS)
+        return [*DENSE_FIELDS, *extra]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +97,10 @@ class Encoders:
         return cls.from_json(read_json(path))
 
 
+def _dense_tower(name: str) -> Tower:
+    return DENSE_FIELDS.get(name, "user")  # genre profiles describe the user
+
+
 def join_attributes(events: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """Events with their user's and item's static attributes."""
     return events.join(users, on="user_id", how="left").join(items, on="item_id", how="left")
@@ -116,7 +125,8 @@ def fit_encoders(
     }
     vocabularies["genres"] = _vocabulary(per_item.explode("genres"), "genres", params.min_count)
     scaled = events if leaky_scaler else events.filter(pl.col("split") == "train")
-    scalers = {name: _scaler(scaled[name], log=name in LOG_SCALED) for name in DENSE_FIELDS}
+    dense = [*DENSE_FIELDS, *(c for c in events.columns if c.startswith(GENRE_PROFILE_PREFIX))]
+    scalers = {name: _scaler(scaled[name], log=name in LOG_SCALED) for name in dense}
     longest_genres = int(items["genres"].list.len().max() or 1)
     return Encoders(
         vocabularies=vocabularies,
@@ -215,7 +225,7 @@ def encode_events(
     tensors["history"] = torch.from_numpy(lookup(history, encoders.vocabularies["item_id"]))
     # every event's item exists (validated), so every row has its padded genre array
     tensors["genres"] = torch.from_numpy(joined["genres_encoded"].to_numpy().astype(np.int64))
-    for name in DENSE_FIELDS:
+    for name in encoders.dense_names():
         scaler = encoders.scalers[name]
         values = joined[name].cast(pl.Float64)
         if scaler["log1p"]:

@@ -12,6 +12,7 @@ from inttower.errors import InttowerError
 AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
 DENSE_USER = ("user_pos_rate", "user_mean_rating", "user_count")
 DENSE_ITEM = ("item_pos_rate", "item_mean_rating", "item_count")
+GENRE_PROFILE_PREFIX = "user_genre_rate."  # one dense user column per genre
 
 
 def train_priors(events: pl.DataFrame) -> dict[str, float]:
@@ -26,9 +27,13 @@ def train_priors(events: pl.DataFrame) -> dict[str, float]:
 
 
 def event_features(
-    events: pl.DataFrame, params: FeatureParams, split: SplitParams
+    events: pl.DataFrame,
+    params: FeatureParams,
+    split: SplitParams,
+    items: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Add per-event user/item statistics and the positive-item history; return the priors used."""
+    """Add per-event user/item statistics, the positive-item history and, given the items'
+    genres, the user's genre profile; return the priors used."""
     priors = train_priors(events)
     events = events.sort(["timestamp", "user_id", "item_id"])
     labels = events["label"].to_numpy().astype(np.int64)
@@ -42,7 +47,50 @@ def event_features(
             _point_in_time_stats(events, by_user, labels, ratings, params.smoothing)
         )
     history = positive_history(by_user, events["item_id"].to_numpy(), labels, params.history_length)
-    return stats.with_columns(history=history), priors
+    stats = stats.with_columns(history=history)
+    if items is not None:
+        stats = stats.with_columns(genre_profile(stats, items, by_user, labels, params.smoothing))
+    return stats, priors
+
+
+def genre_profile(
+    events: pl.DataFrame,
+    items: pl.DataFrame,
+    by_user: RunningGroups,
+    labels: np.ndarray,
+    smoothing: float,
+) -> list[pl.Series]:
+    """Per event, the user's smoothed positive rate on each genre from events strictly before.
+
+    A user-side vector the item tower's genres can be matched against: two-tower models cannot
+    see a user×item cross feature, but they can learn one from these two halves.
+    """
+    genres = sorted(items["genres"].explode().drop_nulls().unique().to_list())
+    # A small item × genre membership table, gathered per event by the item's row: far leaner
+    # than a per-event list of genre strings at 25M events.
+    catalogue = items.select("item_id", "genres").sort("item_id")
+    membership = np.stack(
+        [catalogue["genres"].list.contains(genre).fill_null(False).to_numpy() for genre in genres],
+        axis=1,
+    )
+    item_ids = catalogue["item_id"].to_numpy()
+    event_items = events["item_id"].to_numpy()
+    row = np.minimum(np.searchsorted(item_ids, event_items), max(item_ids.size - 1, 0))
+    known = item_ids[row] == event_items if item_ids.size else np.zeros(events.height, bool)
+    prior = events["user_pos_rate"].to_numpy().astype(np.float64)
+    columns = []
+    for column, genre in enumerate(genres):
+        has_genre = (membership[row, column] & known).astype(np.int64)
+        count = by_user.before(has_genre)
+        positives = by_user.before(labels * has_genre)
+        columns.append(
+            pl.Series(
+                f"{GENRE_PROFILE_PREFIX}{genre}",
+                _smooth(positives, count, prior, smoothing),
+                dtype=pl.Float32,
+            )
+        )
+    return columns
 
 
 class RunningGroups:

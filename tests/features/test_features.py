@@ -93,3 +93,24 @@ def test_attributes_bucket_ages_and_keep_genres() -> None:
         schema_overrides={"year": pl.Int32},
     )
     assert item_attributes(items)["decade"].to_list() == ["1990", None]
+
+
+def test_genre_profile_is_the_users_earlier_rate_per_genre() -> None:
+    rows = [(1, 10, 5, 1), (1, 11, 1, 2), (1, 12, 4, 3)] + [(2, 13, 4, 50 + i) for i in range(20)]
+    items = pl.DataFrame(
+        {
+            "item_id": [10, 11, 12, 13],
+            "title": ["a", "b", "c", "d"],
+            "year": [1990] * 4,
+            "genres": [["Drama"], ["Comedy"], ["Drama", "Comedy"], []],
+        },
+        schema_overrides={"year": pl.Int32},
+    )
+    events = split_of(interactions(rows))
+    features, _ = event_features(events, NO_SMOOTHING, SplitParams(), items)
+    user = features.filter(pl.col("user_id") == 1).sort("timestamp")
+    drama, comedy = user["user_genre_rate.Drama"], user["user_genre_rate.Comedy"]
+    # first event: no history on either genre, so the user's own (prior) rate
+    assert drama[0] == pytest.approx(user["user_pos_rate"][0])
+    assert drama.to_list()[1:] == pytest.approx([1.0, 1.0])  # item 10 (Drama) was liked
+    assert comedy[2] == pytest.approx(0.0)  # item 11 (Comedy) was disliked

@@ -6,12 +6,19 @@ import polars as pl
 import pytest
 
 from inttower.config import EncoderParams, Params
+from inttower.data.sources import read_dataset
 from inttower.data.split import label_events, split_events
+from inttower.data.tables import RawTables
 from inttower.features.encoders import fit_encoders
-from inttower.features.features import event_features, item_attributes, user_attributes
+from inttower.features.features import (
+    GENRE_PROFILE_PREFIX,
+    event_features,
+    item_attributes,
+    user_attributes,
+)
 
 PARAMS = Params()
-FEATURE_COLUMNS = [
+STATISTICS = [
     "user_pos_rate",
     "user_mean_rating",
     "user_count",
@@ -22,22 +29,23 @@ FEATURE_COLUMNS = [
 ]
 
 
-def _pipeline(interactions: pl.DataFrame):
+def _feature_columns(features: pl.DataFrame) -> list[str]:
+    """Every per-event feature: the statistics, the history and the user's genre profile."""
+    profile = [name for name in features.columns if name.startswith(GENRE_PROFILE_PREFIX)]
+    assert len(profile) == 18  # ml-100k's 19 flags less "unknown", which is no genre
+    return [*STATISTICS, *profile]
+
+
+@pytest.fixture(scope="module")
+def ml100k(ml100k_dir) -> RawTables:
+    return read_dataset(ml100k_dir, "ml-100k")
+
+
+def _pipeline(interactions: pl.DataFrame, tables: RawTables):
     events = split_events(label_events(interactions, PARAMS.label), PARAMS.split, PARAMS.seed)
-    features, _ = event_features(events, PARAMS.features, PARAMS.split)
-    users = user_attributes(
-        interactions.select(pl.col("user_id").unique()).with_columns(
-            gender=pl.lit(None, pl.String),
-            age=pl.lit(None, pl.Int32),
-            occupation=pl.lit(None, pl.String),
-            zip=pl.lit(None, pl.String),
-        )
-    )
-    items = item_attributes(
-        interactions.select(pl.col("item_id").unique()).with_columns(
-            title=pl.lit("t"), year=pl.lit(1990, pl.Int32), genres=pl.lit(["Drama"])
-        )
-    )
+    features, _ = event_features(events, PARAMS.features, PARAMS.split, tables.items)
+    users = user_attributes(tables.users)
+    items = item_attributes(tables.items)
     encoders = fit_encoders(features, users, items, EncoderParams())
     return features, encoders
 
@@ -62,17 +70,18 @@ def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def baseline(ml100k_interactions):
-    return _pipeline(ml100k_interactions)
+def baseline(ml100k):
+    return _pipeline(ml100k.interactions, ml100k)
 
 
 def test_flipping_valid_and_test_labels_changes_no_train_row_and_no_encoder(
-    ml100k_interactions, baseline
+    ml100k, baseline
 ) -> None:
     features, encoders = baseline
+    columns = _feature_columns(features)
     future = features.filter(pl.col("split") != "train")
     chosen = future.sample(n=500, seed=3)
-    flipped_features, flipped_encoders = _pipeline(_flip(ml100k_interactions, chosen))
+    flipped_features, flipped_encoders = _pipeline(_flip(ml100k.interactions, chosen), ml100k)
 
     train_before = _sorted(features.filter(pl.col("split") == "train"))
     train_after = _sorted(flipped_features.filter(pl.col("split") == "train"))
@@ -80,31 +89,28 @@ def test_flipping_valid_and_test_labels_changes_no_train_row_and_no_encoder(
     assert flipped_encoders == encoders
     # the flip really happened and really reached later features: the test can fail
     future_after = _sorted(flipped_features.filter(pl.col("split") != "train"))
-    assert not _sorted(future).select(FEATURE_COLUMNS).equals(future_after.select(FEATURE_COLUMNS))
+    assert not _sorted(future).select(columns).equals(future_after.select(columns))
 
 
 @pytest.mark.parametrize("quantile", [0.3, 0.85, 0.95])
 def test_flipping_a_label_at_time_t_changes_no_feature_at_or_before_t(
-    ml100k_interactions, baseline, quantile
+    ml100k, baseline, quantile
 ) -> None:
     features, _ = baseline
+    columns = _feature_columns(features)
     ordered = _sorted(features)
     chosen = ordered.slice(int(ordered.height * quantile), 1)
     t = chosen["timestamp"].item()
-    flipped, _ = _pipeline(_flip(ml100k_interactions, chosen))
+    flipped, _ = _pipeline(_flip(ml100k.interactions, chosen), ml100k)
     flipped = _sorted(flipped)
 
     at_or_before = pl.col("timestamp") <= t
-    before_cols = ordered.filter(at_or_before).select(FEATURE_COLUMNS)
-    assert before_cols.equals(flipped.filter(at_or_before).select(FEATURE_COLUMNS))
+    before_cols = ordered.filter(at_or_before).select(columns)
+    assert before_cols.equals(flipped.filter(at_or_before).select(columns))
     # the same user's or item's later events do see the flipped label
     later = ~at_or_before & (
         (pl.col("user_id") == chosen["user_id"].item())
         | (pl.col("item_id") == chosen["item_id"].item())
     )
     assert ordered.filter(later).height > 0
-    assert (
-        not ordered.filter(later)
-        .select(FEATURE_COLUMNS)
-        .equals(flipped.filter(later).select(FEATURE_COLUMNS))
-    )
+    assert not ordered.filter(later).select(columns).equals(flipped.filter(later).select(columns))

@@ -68,7 +68,8 @@ def main() -> None:
     baselines: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="inttower-quality-") as scratch:
         for split in splits:
-            split_overrides = SPLITS[split][1]
+            # --set reaches the data stages too (e.g. features.genre_profile=true)
+            split_overrides = {**SPLITS[split][1], **extra}
             data_params = load_params(ROOT / "params.yaml", split_overrides)
             paths = Paths(data=Path(scratch) / split, reports=Path(scratch) / split / "reports")
             for stage in DATA_STAGES:

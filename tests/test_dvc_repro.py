@@ -42,6 +42,11 @@ def _run(command: list[str], cwd: Path) -> str:
     return result.stdout + result.stderr
 
 
+def _commit(repo: Path, message: str, *flags: str) -> None:
+    identity = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    _run(["git", *identity, "commit", "-q", *flags, "-m", message], repo)
+
+
 def _set(params_file: Path, updates: dict) -> None:
     raw = yaml.safe_load(params_file.read_text())
     for dotted, value in updates.items():
@@ -65,21 +70,7 @@ def repo(tmp_path_factory, movielens_mirror) -> Path:
             shutil.copy2(source, repo / name)
     _set(repo / "params.yaml", SMALL_TRAINING)
     _run(["git", "init", "-q"], repo)
-    _run(
-        [
-            "git",
-            "-c",
-            "user.email=ci@example.com",
-            "-c",
-            "user.name=ci",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "init",
-        ],
-        repo,
-    )
+    _commit(repo, "init", "--allow-empty")
     _run(["git", "add", "-A"], repo)
     _run(["dvc", "repro"], repo)
     return repo
@@ -116,20 +107,7 @@ def test_changing_a_split_param_reruns_from_split_only(repo: Path) -> None:
 
 def test_exp_run_switches_the_model_and_metrics_diff_compares(repo: Path) -> None:
     _run(["git", "add", "-A"], repo)
-    _run(
-        [
-            "git",
-            "-c",
-            "user.email=ci@example.com",
-            "-c",
-            "user.name=ci",
-            "commit",
-            "-q",
-            "-m",
-            "run",
-        ],
-        repo,
-    )
+    _commit(repo, "run")
     output = _run(["dvc", "exp", "run", "-S", "model.name=dssm"], repo)
     assert "Running stage 'train'" in output and "Running stage 'split'" not in output
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], repo))

@@ -41,6 +41,7 @@ BASELINES = {
     "item_pos_rate": "no model: item positive rate",
     "user_item_pos_rate_logits": "no model: user + item rate logits",
     "mean_ratings": "no model: user + item mean rating",
+    "dense_logistic": "features alone: logistic regression on the dense features",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inttower.errors import ConfigError
 
@@ -66,6 +66,15 @@ class FeatureParams(_Strict):
     smoothing: float = Field(10.0, ge=0)
     history_length: int = Field(20, ge=1, le=512)
     genre_profile: bool = False
+    residuals: bool = True
+    recent_windows: list[int] = Field([5, 20])
+
+    @field_validator("recent_windows")
+    @classmethod
+    def _distinct_positive(cls, windows: list[int]) -> list[int]:
+        if any(window < 1 for window in windows) or len(set(windows)) != len(windows):
+            raise ValueError(f"windows must be distinct positive event counts, got {windows}")
+        return windows
 
 
 class EncoderParams(_Strict):

@@ -125,7 +125,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="features",
         run=stages.features,
-        description="point-in-time user/item statistics and positive-item history",
+        description="point-in-time user/item statistics, behaviour features and positive-item history",
         group="preparation",
         reads=lambda paths: [
             paths.split / "events.parquet",
@@ -148,7 +148,7 @@ STAGE_LIST: tuple[Stage, ...] = (
         group="preparation",
         reads=_feature_tables,
         params=("encoders", "split.protocol"),
-        code=(*_COMMON, f"{_FEATURES}/encoders.py"),
+        code=(*_COMMON, f"{_FEATURES}/features.py", f"{_FEATURES}/encoders.py"),
         outs=lambda paths: [paths.encoders / "encoders.json"],
     ),
     Stage(
@@ -158,7 +158,12 @@ STAGE_LIST: tuple[Stage, ...] = (
         group="preparation",
         reads=lambda paths: [*_feature_tables(paths), paths.encoders / "encoders.json"],
         params=(),
-        code=(*_COMMON, f"{_FEATURES}/encoders.py", f"{_FEATURES}/encoded.py"),
+        code=(
+            *_COMMON,
+            f"{_FEATURES}/features.py",
+            f"{_FEATURES}/encoders.py",
+            f"{_FEATURES}/encoded.py",
+        ),
         outs=lambda paths: [paths.encoded],
         metrics=lambda paths: [paths.reports / "encode.json"],
         kinds=("python", "polars", "safetensors"),
@@ -190,7 +195,13 @@ STAGE_LIST: tuple[Stage, ...] = (
             "train.threads",
             "split.protocol",
         ),
-        code=(*_COMMON, "inttower/evaluation", "inttower/models", "inttower/training"),
+        code=(
+            *_COMMON,
+            "inttower/evaluation",
+            f"{_FEATURES}/features.py",
+            "inttower/models",
+            "inttower/training",
+        ),
         outs=lambda paths: [],
         metrics=lambda paths: [paths.metrics],
         plots=lambda paths: [paths.plots],

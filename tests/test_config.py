@@ -28,6 +28,8 @@ def test_committed_params_load_with_the_contract_keys() -> None:
         ("split:\n  train: 0.9\n  valid: 0.1\n  test: 0.1\n", "split"),
         ("model:\n  name: transformer\n", "model.name"),
         ("data:\n  dataset: ml-5k\n", "data.dataset"),
+        ("features:\n  recent_windows: [5, 5]\n", "features.recent_windows"),
+        ("features:\n  recent_windows: [0]\n", "features.recent_windows"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, text: str, key: str) -> None:

@@ -13,7 +13,12 @@ import torch
 from inttower.config import EncoderParams
 from inttower.errors import StageInputError
 from inttower.features.encoded import FieldSpec, Tower
-from inttower.features.features import DENSE_ITEM, DENSE_USER, GENRE_PROFILE_PREFIX
+from inttower.features.features import (
+    DENSE_ITEM,
+    DENSE_USER,
+    dense_tower,
+    optional_dense_columns,
+)
 from inttower.io import read_json, write_json
 
 PAD, UNKNOWN = 0, 1
@@ -66,7 +71,7 @@ class Encoders:
         return sorted(specs, key=lambda spec: spec.tower != "user")
 
     def dense_names(self) -> list[str]:
-        """The fixed dense fields, then the dataset's genre-profile columns in name order."""
+        """The fixed dense fields, then the optional ones (behaviour, genre profile) by name."""
         extra = sorted(name for name in self.scalers if name not in DENSE_FIELDS)
         return [*DENSE_FIELDS, *extra]
 
@@ -98,7 +103,7 @@ class Encoders:
 
 
 def _dense_tower(name: str) -> Tower:
-    return DENSE_FIELDS.get(name, "user")  # genre profiles describe the user
+    return DENSE_FIELDS.get(name) or dense_tower(name)
 
 
 def join_attributes(events: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
@@ -125,7 +130,7 @@ def fit_encoders(
     }
     vocabularies["genres"] = _vocabulary(per_item.explode("genres"), "genres", params.min_count)
     scaled = events if leaky_scaler else events.filter(pl.col("split") == "train")
-    dense = [*DENSE_FIELDS, *(c for c in events.columns if c.startswith(GENRE_PROFILE_PREFIX))]
+    dense = [*DENSE_FIELDS, *optional_dense_columns(events.columns)]
     scalers = {name: _scaler(scaled[name], log=name in LOG_SCALED) for name in dense}
     longest_genres = int(items["genres"].list.len().max() or 1)
     return Encoders(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import polars as pl
 
@@ -13,6 +15,23 @@ AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
 DENSE_USER = ("user_pos_rate", "user_mean_rating", "user_count")
 DENSE_ITEM = ("item_pos_rate", "item_mean_rating", "item_count")
 GENRE_PROFILE_PREFIX = "user_genre_rate."  # one dense user column per genre
+RESIDUAL = ("user_residual", "item_residual")
+RECENT_RATE_PREFIX = "user_recent_rate."  # one dense user column per window
+RECENT_RESIDUAL_PREFIX = "user_recent_residual."
+OPTIONAL_PREFIXES = (GENRE_PROFILE_PREFIX, RECENT_RATE_PREFIX, RECENT_RESIDUAL_PREFIX)
+# Pseudo-events pulling a recent-window rate towards the user's long-run rate: a window of one
+# event is mostly the long-run rate, a full window of 20 is mostly itself.
+RECENT_PSEUDO_COUNT = 2.0
+
+
+def optional_dense_columns(columns: list[str]) -> list[str]:
+    """The dense feature columns beyond the fixed six that this features table carries."""
+    return [name for name in columns if name in RESIDUAL or name.startswith(OPTIONAL_PREFIXES)]
+
+
+def dense_tower(name: str) -> Literal["user", "item"]:
+    """Which tower a dense feature describes, by its name's prefix."""
+    return "item" if name.startswith("item_") else "user"
 
 
 def train_priors(events: pl.DataFrame) -> dict[str, float]:
@@ -40,17 +59,65 @@ def event_features(
     ratings = events["rating"].to_numpy().astype(np.float64)
     timestamps = events["timestamp"].to_numpy()
     by_user = RunningGroups(events["user_id"].to_numpy(), timestamps)
+    by_item = RunningGroups(events["item_id"].to_numpy(), timestamps)
+    point_in_time = _point_in_time_stats(events, by_user, by_item, labels, ratings, params)
     if split.leaky:
         stats = _per_split_stats(events, params.smoothing, priors)
     else:
-        stats = events.with_columns(
-            _point_in_time_stats(events, by_user, labels, ratings, params.smoothing)
+        stats = events.with_columns(point_in_time)
+    # Behaviour features are point-in-time under either protocol: they add no leak of their own.
+    rates = {series.name: series.to_numpy().astype(np.float64) for series in point_in_time}
+    stats = stats.with_columns(
+        behaviour_features(
+            by_user, by_item, labels, rates["user_pos_rate"], rates["item_pos_rate"], params
         )
+    )
     history = positive_history(by_user, events["item_id"].to_numpy(), labels, params.history_length)
     stats = stats.with_columns(history=history)
     if items is not None:
         stats = stats.with_columns(genre_profile(stats, items, by_user, labels, params.smoothing))
     return stats, priors
+
+
+def behaviour_features(
+    by_user: RunningGroups,
+    by_item: RunningGroups,
+    labels: np.ndarray,
+    user_rate: np.ndarray,
+    item_rate: np.ndarray,
+    params: FeatureParams,
+) -> list[pl.Series]:
+    """Residuals and recent-window rates, each from events strictly before.
+
+    A user's residual is their mean surprise over earlier events (label − that item's rate at the
+    time): a taste for rating high that the items' popularity does not explain; an item's is the
+    same against its raters' rates. Recent windows follow the user's drift within a session
+    (MovieLens users rate in bursts, and a burst's labels run together).
+    """
+    columns: list[pl.Series] = []
+    user_surprise = labels - item_rate
+    if params.residuals:
+        for name, groups, surprise in (
+            ("user_residual", by_user, user_surprise),
+            ("item_residual", by_item, labels - user_rate),
+        ):
+            count = groups.before(np.ones(labels.size, dtype=np.int64))
+            residual = _smooth(groups.before(surprise), count, np.zeros(1), params.smoothing)
+            columns.append(pl.Series(name, residual, dtype=pl.Float32))
+    for window in params.recent_windows:
+        total, count = by_user.last_before(labels.astype(np.float64), window)
+        rate = (total + RECENT_PSEUDO_COUNT * user_rate) / (count + RECENT_PSEUDO_COUNT)
+        columns.append(pl.Series(f"{RECENT_RATE_PREFIX}{window}", rate, dtype=pl.Float32))
+        if params.residuals:
+            total, count = by_user.last_before(user_surprise, window)
+            columns.append(
+                pl.Series(
+                    f"{RECENT_RESIDUAL_PREFIX}{window}",
+                    total / (count + RECENT_PSEUDO_COUNT),
+                    dtype=pl.Float32,
+                )
+            )
+    return columns
 
 
 def genre_profile(
@@ -127,34 +194,45 @@ class RunningGroups:
         result[self.order] = running[self.group_start] - running[self.key_start]
         return result
 
+    def last_before(self, values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per event (original order): the sum of `values` over its key's last `window` events
+        before its tie group, and how many events that is (fewer at the key's start)."""
+        running = np.concatenate([[0], np.cumsum(self.sorted(values))])  # sum of the first j
+        end = self.group_start.astype(np.int64)
+        start = np.maximum(end - window, self.key_start)
+        total = np.empty(values.size, dtype=running.dtype)
+        count = np.empty(values.size, dtype=np.int64)
+        total[self.order] = running[end] - running[start]
+        count[self.order] = end - start
+        return total, count
+
 
 def _point_in_time_stats(
     events: pl.DataFrame,
     by_user: RunningGroups,
+    by_item: RunningGroups,
     labels: np.ndarray,
     ratings: np.ndarray,
-    smoothing: float,
+    params: FeatureParams,
 ) -> list[pl.Series]:
     # Even the smoothing target is point-in-time: the running global rate of all events before,
     # from a weak start (rate ½, rating 3) that the first events quickly outweigh.
-    timestamps = events["timestamp"].to_numpy()
-    overall = RunningGroups(np.zeros(events.height, dtype=np.int8), timestamps)
+    overall = RunningGroups(np.zeros(events.height, dtype=np.int8), events["timestamp"].to_numpy())
     seen = overall.before(np.ones(events.height, dtype=np.int64)).astype(np.float64)
     prior_rate = (overall.before(labels) + 0.5) / (seen + 1.0)
     prior_rating = (overall.before(ratings) + 3.0) / (seen + 1.0)
     columns = []
-    by_item = RunningGroups(events["item_id"].to_numpy(), timestamps)
     for prefix, groups in (("user", by_user), ("item", by_item)):
         count = groups.before(np.ones(events.height, dtype=np.int64))
         columns += [
             pl.Series(
                 f"{prefix}_pos_rate",
-                _smooth(groups.before(labels), count, prior_rate, smoothing),
+                _smooth(groups.before(labels), count, prior_rate, params.smoothing),
                 dtype=pl.Float32,
             ),
             pl.Series(
                 f"{prefix}_mean_rating",
-                _smooth(groups.before(ratings), count, prior_rating, smoothing),
+                _smooth(groups.before(ratings), count, prior_rating, params.smoothing),
                 dtype=pl.Float32,
             ),
             pl.Series(f"{prefix}_count", count, dtype=pl.Int32),

@@ -39,6 +39,7 @@ def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
         "item_pos_rate",
         "user_item_pos_rate_logits",
         "mean_ratings",
+        "dense_logistic",
     }
     for baseline in written["baselines"].values():
         assert {"auc", "logloss"} <= set(baseline)
@@ -63,6 +64,10 @@ def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:
     mean_ratings = events["user_mean_rating"] + events["item_mean_rating"]
     expected = auc(events["label"].to_numpy(), mean_ratings.to_numpy())
     assert metrics["baselines"]["mean_ratings"]["auc"] == pytest.approx(expected)
+    # fit on train over every dense feature: the user rate there carries both biases
+    linear = metrics["baselines"]["dense_logistic"]
+    assert linear["n"] == events.height
+    assert linear["auc"] > metrics["baselines"]["item_pos_rate"]["auc"] + 0.01
 
 
 def test_plot_data_is_written_for_dvc(trained: Paths) -> None:

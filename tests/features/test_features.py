@@ -6,7 +6,13 @@ import polars as pl
 import pytest
 
 from inttower.config import FeatureParams, Params, SplitParams
-from inttower.features.features import event_features, item_attributes, user_attributes
+from inttower.features.features import (
+    RECENT_PSEUDO_COUNT,
+    event_features,
+    item_attributes,
+    optional_dense_columns,
+    user_attributes,
+)
 from tests.features.helpers import interactions, split_of
 
 NO_SMOOTHING = FeatureParams(smoothing=0.0, history_length=3)
@@ -114,3 +120,53 @@ def test_genre_profile_is_the_users_earlier_rate_per_genre() -> None:
     assert drama[0] == pytest.approx(user["user_pos_rate"][0])
     assert drama.to_list()[1:] == pytest.approx([1.0, 1.0])  # item 10 (Drama) was liked
     assert comedy[2] == pytest.approx(0.0)  # item 11 (Comedy) was disliked
+
+
+def test_residuals_are_earlier_surprise_against_the_other_sides_rate() -> None:
+    # item 10 is liked by users 2 and 3 first; user 1 then dislikes it, and likes item 11
+    rows = [(2, 10, 5, 1), (3, 10, 5, 2), (1, 10, 1, 3), (1, 11, 5, 4), (1, 12, 5, 5)]
+    rows += [(4, 20 + i, 4, 50 + i) for i in range(20)]
+    features = _features(rows).sort("timestamp")
+    user = features.filter(pl.col("user_id") == 1)
+    item_rate = user["item_pos_rate"].to_list()
+    # item 11 is new: it takes the running global rate, (2 likes + ½) / (3 events + 1)
+    assert item_rate[:2] == pytest.approx([1.0, 2.5 / 4])
+    surprises = [0.0 - item_rate[0], 1.0 - item_rate[1]]
+    assert user["user_residual"].to_list() == pytest.approx(
+        [0.0, surprises[0], sum(surprises) / 2], abs=1e-6
+    )
+    # item 10's third rater is surprised against their own earlier rate (user 1: none, prior)
+    item = features.filter(pl.col("item_id") == 10)
+    user_rates = item["user_pos_rate"].to_list()
+    assert item["item_residual"][2] == pytest.approx(
+        ((1 - user_rates[0]) + (1 - user_rates[1])) / 2, abs=1e-6
+    )
+
+
+def test_recent_rate_counts_only_the_last_events_before_the_tie_group() -> None:
+    # user 1: four likes, then two dislikes sharing a timestamp, then one more event
+    rows = [(1, 10 + i, 5, 1 + i) for i in range(4)] + [
+        (1, 20, 1, 9),
+        (1, 21, 1, 9),
+        (1, 22, 5, 10),
+    ]
+    rows += [(2, 30 + i, 4, 50 + i) for i in range(30)]
+    params = FeatureParams(smoothing=0.0, history_length=3, recent_windows=[2])
+    user = _features(rows, params).filter(pl.col("user_id") == 1).sort("timestamp", "item_id")
+    recent, long_run = user["user_recent_rate.2"].to_list(), user["user_pos_rate"].to_list()
+    pseudo = RECENT_PSEUDO_COUNT
+    # the tied dislikes (rows 4, 5) see the four likes but not each other: last two = 2 likes
+    assert recent[4] == pytest.approx((2 + pseudo * long_run[4]) / (2 + pseudo))
+    assert recent[5] == pytest.approx(recent[4])
+    # the next event's last two are the two dislikes
+    assert recent[6] == pytest.approx((0 + pseudo * long_run[6]) / (2 + pseudo))
+    # the first event has no window at all: the long-run rate
+    assert recent[0] == pytest.approx(long_run[0])
+
+
+def test_behaviour_features_can_be_turned_off() -> None:
+    rows = [(1, 10, 5, 1), (1, 11, 1, 2)] + [(2, 30 + i, 4, 50 + i) for i in range(20)]
+    params = FeatureParams(history_length=3, residuals=False, recent_windows=[])
+    assert optional_dense_columns(_features(rows, params).columns) == []
+    params = FeatureParams(history_length=3, residuals=False, recent_windows=[3])
+    assert optional_dense_columns(_features(rows, params).columns) == ["user_recent_rate.3"]

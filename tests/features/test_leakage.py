@@ -14,6 +14,7 @@ from inttower.features.features import (
     GENRE_PROFILE_PREFIX,
     event_features,
     item_attributes,
+    optional_dense_columns,
     user_attributes,
 )
 
@@ -30,10 +31,13 @@ STATISTICS = [
 
 
 def _feature_columns(features: pl.DataFrame) -> list[str]:
-    """Every per-event feature: the statistics, the history and the user's genre profile."""
-    profile = [name for name in features.columns if name.startswith(GENRE_PROFILE_PREFIX)]
+    """Every per-event feature: the statistics, the history, the behaviour features and the
+    user's genre profile."""
+    optional = optional_dense_columns(features.columns)
+    profile = [name for name in optional if name.startswith(GENRE_PROFILE_PREFIX)]
     assert len(profile) == 18  # ml-100k's 19 flags less "unknown", which is no genre
-    return [*STATISTICS, *profile]
+    assert "user_residual" in optional and "user_recent_rate.5" in optional
+    return [*STATISTICS, *optional]
 
 
 @pytest.fixture(scope="module")

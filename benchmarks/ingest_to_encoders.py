@@ -4,6 +4,7 @@ Runs each configuration in a fresh subprocess (so peak RSS is its own) several t
 medians. Usage:
     python benchmarks/ingest_to_encoders.py                       # ml-100k and 25M synthetic
     python benchmarks/ingest_to_encoders.py --events 1000000 --repeats 3
+    python benchmarks/ingest_to_encoders.py --repeats 1 --set features.genre_profile=true
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
 
 STAGES = ["ingest", "validate", "split", "features", "encoders"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _child(dataset: str, events: int, data_dir: str) -> None:
+def _child(dataset: str, events: int, data_dir: str, extra: dict[str, Any]) -> None:
     from inttower.config import load_params
     from inttower.paths import Paths
     from inttower.pipeline import STAGES as REGISTRY
@@ -35,7 +40,7 @@ def _child(dataset: str, events: int, data_dir: str) -> None:
             "data.synthetic.n_users": max(1000, events // 150),
             "data.synthetic.n_items": max(500, events // 400),
         }
-    params = load_params(ROOT / "params.yaml", overrides)
+    params = load_params(ROOT / "params.yaml", {**overrides, **extra})
     paths = Paths(data=Path(data_dir), reports=Path(data_dir) / "reports")
     timings = {}
     for name in STAGES:
@@ -45,11 +50,19 @@ def _child(dataset: str, events: int, data_dir: str) -> None:
     print(json.dumps(timings))
 
 
-def _measure(dataset: str, events: int) -> tuple[float, float, dict]:
+def _measure(dataset: str, events: int, extra: dict[str, Any]) -> tuple[float, float, dict]:
     with tempfile.TemporaryDirectory() as data_dir:
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, __file__, "--child", dataset, str(events), data_dir],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                dataset,
+                str(events),
+                data_dir,
+                json.dumps(extra),
+            ],
             capture_output=True,
             text=True,
             env={**os.environ, "INTTOWER_LOG_LEVEL": "WARNING"},
@@ -65,16 +78,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=25_000_000, help="synthetic events")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], help="extra key=value override")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child[0], int(args.child[1]), args.child[2])
+        _child(args.child[0], int(args.child[1]), args.child[2], json.loads(args.child[3]))
         return
+    extra = parse_overrides(args.set)
     os.environ.setdefault("MOVIELENS_MIRROR", str(ROOT.parent / "shared" / "movielens"))
     for dataset, events in (("ml-100k", 0), ("synthetic", args.events)):
         walls, runs = [], []
         for _ in range(args.repeats):
-            wall, _, stages = _measure(dataset, events)
+            wall, _, stages = _measure(dataset, events, extra)
             walls.append(wall)
             runs.append(stages)
         # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: measured per dataset, the

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_STAGES = ["ingest", "validate", "split", "features", "encoders", "encode"]
 
@@ -64,7 +66,7 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     models = _choose(args.models, MODELS)
     splits = _choose(args.splits, SPLITS)
-    extra = dict(_parse_override(item) for item in args.set)
+    extra = parse_overrides(args.set)
     runs: list[dict[str, Any]] = []
     baselines: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="inttower-quality-") as scratch:
@@ -168,13 +170,6 @@ def _choose(requested: str, known: dict[str, Any]) -> list[str]:
     if unknown:
         raise SystemExit(f"unknown {unknown}; choose from {list(known)}")
     return chosen
-
-
-def _parse_override(item: str) -> tuple[str, Any]:
-    import yaml
-
-    key, _, value = item.partition("=")
-    return key, yaml.safe_load(value)
 
 
 if __name__ == "__main__":

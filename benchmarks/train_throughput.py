@@ -6,6 +6,7 @@ median over epochs (the first, warm-up epoch excluded), and the process's peak a
 after every epoch, which stay flat when nothing leaks across steps. Usage:
     MOVIELENS_MIRROR=/path python benchmarks/train_throughput.py --epochs 4
     python benchmarks/train_throughput.py --precisions fp32 --threads 2
+    python benchmarks/train_throughput.py --set features.residuals=false --set 'features.recent_windows=[]'
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_STAGES = ["ingest", "validate", "split", "features", "encoders", "encode"]
@@ -35,7 +38,9 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
     parser.add_argument("--model", default="inttower")
+    parser.add_argument("--set", action="append", default=[], help="extra key=value override")
     args = parser.parse_args()
+    extra = parse_overrides(args.set)
 
     import torch
 
@@ -50,7 +55,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="inttower-throughput-") as scratch:
         paths = Paths(data=Path(scratch), reports=Path(scratch) / "reports")
-        data_params = load_params(ROOT / "params.yaml")
+        data_params = load_params(ROOT / "params.yaml", extra)
         for stage in DATA_STAGES:
             STAGES[stage].run(data_params, paths)
         train_split = load_split(paths.encoded, "train")
@@ -64,6 +69,7 @@ def main() -> None:
                     "train.precision": precision_name,
                     "train.threads": args.threads,
                     "train.epochs": args.epochs + 1,
+                    **extra,
                 },
             )
             device = select_device(params.train.device)

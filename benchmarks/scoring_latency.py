@@ -30,12 +30,23 @@ FIELDS = [
     FieldSpec("user_pos_rate", "dense", "user"),
     FieldSpec("user_mean_rating", "dense", "user"),
     FieldSpec("user_count", "dense", "user"),
+    *(
+        FieldSpec(name, "dense", "user")
+        for name in (
+            "user_residual",
+            "user_recent_rate.5",
+            "user_recent_residual.5",
+            "user_recent_rate.20",
+            "user_recent_residual.20",
+        )
+    ),
     FieldSpec("item_id", "sparse", "item", vocab_size=1581),
     FieldSpec("decade", "sparse", "item", vocab_size=10),
     FieldSpec("genres", "sequence", "item", vocab_size=20, length=6),
     FieldSpec("item_pos_rate", "dense", "item"),
     FieldSpec("item_mean_rating", "dense", "item"),
     FieldSpec("item_count", "dense", "item"),
+    FieldSpec("item_residual", "dense", "item"),
 ]
 
 

@@ -197,8 +197,9 @@ class TowerEncoder(nn.Module):
         return self.mlp(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
 
 
-# Largest similarity block materialised at once when scoring many items (2^25 floats = 128 MiB).
-MAXSIM_BLOCK = 1 << 25
+# Largest similarity block materialised at once when scoring many items: 2^19 floats (2 MiB)
+# stay in cache for the max that follows; 2^25 (128 MiB) measured 2.5× slower at 10k items.
+MAXSIM_BLOCK = 1 << 19
 
 
 def maxsim_candidates(user_heads: Tensor, item_heads: Tensor) -> Tensor:

@@ -316,8 +316,14 @@ def item_attributes(items: pl.DataFrame) -> pl.DataFrame:
 
 
 def feature_summary(events: pl.DataFrame) -> dict[str, dict]:
-    """Mean/min/max of each dense feature per split, for reports and Dagster metadata."""
-    dense = [*DENSE_USER, *DENSE_ITEM]
+    """Mean and max of each dense feature per split (the genre profile's many columns aside),
+    for reports and Dagster metadata: a shift between splits shows here first."""
+    behaviour = [
+        name
+        for name in optional_dense_columns(events.columns)
+        if not name.startswith(GENRE_PROFILE_PREFIX)
+    ]
+    dense = [*DENSE_USER, *DENSE_ITEM, *behaviour]
     rows = events.group_by("split").agg(
         *(pl.col(name).mean().alias(f"{name}.mean") for name in dense),
         *(pl.col(name).max().alias(f"{name}.max") for name in dense),

@@ -15,11 +15,29 @@ import time
 
 import torch
 
-from inttower.config import ModelParams
+from inttower.config import FeatureParams, ModelParams
 from inttower.features.encoded import FieldSpec
+from inttower.features.features import (
+    DENSE_ITEM,
+    DENSE_USER,
+    RECENT_RATE_PREFIX,
+    RECENT_RESIDUAL_PREFIX,
+    RESIDUAL,
+    dense_tower,
+)
 from inttower.models import ItemCache, build_model
 
-# ml-100k's encoded fields (vocabulary sizes from fields.json of the default split).
+RECENT_PREFIXES = (RECENT_RATE_PREFIX, RECENT_RESIDUAL_PREFIX)
+
+# ml-100k's encoded fields (vocabulary sizes from fields.json of the default split); the dense
+# ones are those the default `features` params produce.
+_DEFAULTS = FeatureParams()
+DENSE = [
+    *DENSE_USER,
+    *DENSE_ITEM,
+    *(RESIDUAL if _DEFAULTS.residuals else ()),
+    *(f"{prefix}{window}" for window in _DEFAULTS.recent_windows for prefix in RECENT_PREFIXES),
+]
 FIELDS = [
     FieldSpec("user_id", "sparse", "user", vocab_size=752),
     FieldSpec("gender", "sparse", "user", vocab_size=4),
@@ -27,26 +45,10 @@ FIELDS = [
     FieldSpec("occupation", "sparse", "user", vocab_size=23),
     FieldSpec("zip_prefix", "sparse", "user", vocab_size=109),
     FieldSpec("history", "sequence", "user", vocab_size=1581, length=20),
-    FieldSpec("user_pos_rate", "dense", "user"),
-    FieldSpec("user_mean_rating", "dense", "user"),
-    FieldSpec("user_count", "dense", "user"),
-    *(
-        FieldSpec(name, "dense", "user")
-        for name in (
-            "user_residual",
-            "user_recent_rate.5",
-            "user_recent_residual.5",
-            "user_recent_rate.20",
-            "user_recent_residual.20",
-        )
-    ),
     FieldSpec("item_id", "sparse", "item", vocab_size=1581),
     FieldSpec("decade", "sparse", "item", vocab_size=10),
     FieldSpec("genres", "sequence", "item", vocab_size=20, length=6),
-    FieldSpec("item_pos_rate", "dense", "item"),
-    FieldSpec("item_mean_rating", "dense", "item"),
-    FieldSpec("item_count", "dense", "item"),
-    FieldSpec("item_residual", "dense", "item"),
+    *(FieldSpec(name, "dense", dense_tower(name)) for name in DENSE),
 ]
 
 

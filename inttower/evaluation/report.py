@@ -18,7 +18,7 @@ from inttower.errors import StageInputError
 from inttower.evaluation.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.evaluation.plots import write_calibration_csv, write_roc_csv
 from inttower.features.encoded import EncodedSplit, load_fields, load_split
-from inttower.features.features import DENSE_ITEM, DENSE_USER, optional_dense_columns
+from inttower.features.features import dense_columns
 from inttower.io import read_json, write_json
 from inttower.models.registry import build_model
 from inttower.paths import Paths
@@ -86,11 +86,7 @@ def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
     events = paths.table(paths.features, EVENTS_TABLE)
     if not events.exists():
         raise StageInputError(f"{events} not found: run the `features` stage first")
-    dense = [
-        *DENSE_USER,
-        *DENSE_ITEM,
-        *optional_dense_columns(list(pl.read_parquet_schema(events))),
-    ]
+    dense = dense_columns(list(pl.read_parquet_schema(events)))
     table = pl.scan_parquet(events).select("split", "label", *dense)
     test = table.filter(pl.col("split") == "test").collect()
     labels = test["label"].to_numpy().astype(np.float64)

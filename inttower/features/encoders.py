@@ -13,12 +13,7 @@ import torch
 from inttower.config import EncoderParams
 from inttower.errors import StageInputError
 from inttower.features.encoded import FieldSpec, Tower
-from inttower.features.features import (
-    DENSE_ITEM,
-    DENSE_USER,
-    dense_tower,
-    optional_dense_columns,
-)
+from inttower.features.features import DENSE_ITEM, DENSE_USER, dense_columns, dense_tower
 from inttower.io import read_json, write_json
 
 PAD, UNKNOWN = 0, 1
@@ -67,7 +62,7 @@ class Encoders:
             FieldSpec(name, "sequence", tower, self.vocab_size(vocab), self.sequence_lengths[name])
             for name, (tower, vocab) in SEQUENCE_FIELDS.items()
         ]
-        specs += [FieldSpec(name, "dense", _dense_tower(name)) for name in self.dense_names()]
+        specs += [FieldSpec(name, "dense", dense_tower(name)) for name in self.dense_names()]
         return sorted(specs, key=lambda spec: spec.tower != "user")
 
     def dense_names(self) -> list[str]:
@@ -102,10 +97,6 @@ class Encoders:
         return cls.from_json(read_json(path))
 
 
-def _dense_tower(name: str) -> Tower:
-    return DENSE_FIELDS.get(name) or dense_tower(name)
-
-
 def join_attributes(events: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """Events with their user's and item's static attributes."""
     return events.join(users, on="user_id", how="left").join(items, on="item_id", how="left")
@@ -130,8 +121,10 @@ def fit_encoders(
     }
     vocabularies["genres"] = _vocabulary(per_item.explode("genres"), "genres", params.min_count)
     scaled = events if leaky_scaler else events.filter(pl.col("split") == "train")
-    dense = [*DENSE_FIELDS, *optional_dense_columns(events.columns)]
-    scalers = {name: _scaler(scaled[name], log=name in LOG_SCALED) for name in dense}
+    scalers = {
+        name: _scaler(scaled[name], log=name in LOG_SCALED)
+        for name in dense_columns(events.columns)
+    }
     longest_genres = int(items["genres"].list.len().max() or 1)
     return Encoders(
         vocabularies=vocabularies,

@@ -29,6 +29,11 @@ def optional_dense_columns(columns: list[str]) -> list[str]:
     return [name for name in columns if name in RESIDUAL or name.startswith(OPTIONAL_PREFIXES)]
 
 
+def dense_columns(columns: list[str]) -> list[str]:
+    """Every dense feature column of a features table: the fixed six, then the optional ones."""
+    return [*DENSE_USER, *DENSE_ITEM, *optional_dense_columns(columns)]
+
+
 def dense_tower(name: str) -> Literal["user", "item"]:
     """Which tower a dense feature describes, by its name's prefix."""
     return "item" if name.startswith("item_") else "user"
@@ -60,17 +65,20 @@ def event_features(
     timestamps = events["timestamp"].to_numpy()
     by_user = RunningGroups(events["user_id"].to_numpy(), timestamps)
     by_item = RunningGroups(events["item_id"].to_numpy(), timestamps)
-    point_in_time = _point_in_time_stats(events, by_user, by_item, labels, ratings, params)
+    point_in_time = _point_in_time_stats(
+        events, by_user, by_item, labels, ratings, params.smoothing
+    )
     if split.leaky:
         stats = _per_split_stats(events, params.smoothing, priors)
     else:
         stats = events.with_columns(point_in_time)
     # Behaviour features are point-in-time under either protocol: they add no leak of their own.
-    rates = {series.name: series.to_numpy().astype(np.float64) for series in point_in_time}
+    rates = {series.name: series for series in point_in_time}
+    user_rate, item_rate = (
+        rates[name].to_numpy().astype(np.float64) for name in ("user_pos_rate", "item_pos_rate")
+    )
     stats = stats.with_columns(
-        behaviour_features(
-            by_user, by_item, labels, rates["user_pos_rate"], rates["item_pos_rate"], params
-        )
+        behaviour_features(by_user, by_item, labels, user_rate, item_rate, params)
     )
     history = positive_history(by_user, events["item_id"].to_numpy(), labels, params.history_length)
     stats = stats.with_columns(history=history)
@@ -213,7 +221,7 @@ def _point_in_time_stats(
     by_item: RunningGroups,
     labels: np.ndarray,
     ratings: np.ndarray,
-    params: FeatureParams,
+    smoothing: float,
 ) -> list[pl.Series]:
     # Even the smoothing target is point-in-time: the running global rate of all events before,
     # from a weak start (rate ½, rating 3) that the first events quickly outweigh.
@@ -227,12 +235,12 @@ def _point_in_time_stats(
         columns += [
             pl.Series(
                 f"{prefix}_pos_rate",
-                _smooth(groups.before(labels), count, prior_rate, params.smoothing),
+                _smooth(groups.before(labels), count, prior_rate, smoothing),
                 dtype=pl.Float32,
             ),
             pl.Series(
                 f"{prefix}_mean_rating",
-                _smooth(groups.before(ratings), count, prior_rating, params.smoothing),
+                _smooth(groups.before(ratings), count, prior_rating, smoothing),
                 dtype=pl.Float32,
             ),
             pl.Series(f"{prefix}_count", count, dtype=pl.Int32),
@@ -318,12 +326,9 @@ def item_attributes(items: pl.DataFrame) -> pl.DataFrame:
 def feature_summary(events: pl.DataFrame) -> dict[str, dict]:
     """Mean and max of each dense feature per split (the genre profile's many columns aside),
     for reports and Dagster metadata: a shift between splits shows here first."""
-    behaviour = [
-        name
-        for name in optional_dense_columns(events.columns)
-        if not name.startswith(GENRE_PROFILE_PREFIX)
+    dense = [
+        name for name in dense_columns(events.columns) if not name.startswith(GENRE_PROFILE_PREFIX)
     ]
-    dense = [*DENSE_USER, *DENSE_ITEM, *behaviour]
     rows = events.group_by("split").agg(
         *(pl.col(name).mean().alias(f"{name}.mean") for name in dense),
         *(pl.col(name).max().alias(f"{name}.max") for name in dense),

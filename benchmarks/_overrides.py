@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
+from inttower.config import parse_value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -14,5 +14,5 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise SystemExit(f"--set {item!r}: expected key=value, e.g. train.patience=2")
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = parse_value(key, value)
     return overrides

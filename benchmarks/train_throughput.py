@@ -50,16 +50,16 @@ def main() -> None:
     from inttower.paths import Paths
     from inttower.pipeline import STAGES
     from inttower.training.batching import DeviceSplit
-    from inttower.training.device import Precision, select_device
-    from inttower.training.train import _train_epoch, _validate, reproducible
+    from inttower.training.device import Precision, reproducible, select_device
+    from inttower.training.train import _train_epoch, _validate
 
     with tempfile.TemporaryDirectory(prefix="inttower-throughput-") as scratch:
         paths = Paths(data=Path(scratch), reports=Path(scratch) / "reports")
         data_params = load_params(ROOT / "params.yaml", extra)
         for stage in DATA_STAGES:
             STAGES[stage].run(data_params, paths)
-        train_split = load_split(paths.encoded, "train")
-        valid_split = load_split(paths.encoded, "valid")
+        train_split = load_split(paths["encoded"], "train")
+        valid_split = load_split(paths["encoded"], "valid")
 
         for precision_name in args.precisions.split(","):
             params = load_params(

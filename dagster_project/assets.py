@@ -18,26 +18,12 @@ from dagster_project.metadata import (
     output_hashes,
     stage_metadata,
 )
-from dagster_project.resources import (
-    ComputeResource,
-    ParamsResource,
-    StorageResource,
-    run_params,
-)
+from dagster_project.resources import RunContext
 from inttower.config import Params
-from inttower.pipeline import STAGE_LIST, STAGES, Stage
+from inttower.pipeline import STAGE_LIST, STAGES, Stage, run_stage
 
-# Assets are nouns: the artifact each stage leaves behind. The one place stage ↔ asset names meet.
-ASSET_NAMES: dict[str, str] = {
-    "ingest": "raw_movielens",
-    "validate": "validated_movielens",
-    "split": "labelled_split",
-    "features": "event_features",
-    "encoders": "feature_encoders",
-    "encode": "encoded_splits",
-    "train": "inttower_model",
-    "evaluate": "model_evaluation",
-}
+# Assets are nouns: the artifact each stage leaves behind, named in the stage registry.
+ASSET_NAMES: dict[str, str] = {stage.name: stage.noun for stage in STAGE_LIST}
 OWNERS = ["team:inttower"]
 
 # Follow upstream re-materializations, but never past a failed blocking check.
@@ -94,36 +80,32 @@ def build_stage_asset(stage: Stage, code_version: str) -> dg.AssetsDefinition:
         },
     )
     def _stage_asset(
-        context: dg.AssetExecutionContext,
-        params: ParamsResource,
-        compute: ComputeResource,
-        storage: StorageResource,
+        context: dg.AssetExecutionContext, run: dg.ResourceParam[RunContext]
     ) -> dg.MaterializeResult:
-        chosen = run_params(params, compute)
-        paths = storage.paths()
+        paths = run.paths
         context.log.info(
-            "stage %s: data %s, reports %s, overrides %s",
+            "stage %s: data %s, reports %s, params snapshot %s, overrides %s",
             stage.name,
             paths.data.resolve(),
             paths.reports.resolve(),
-            chosen.overrides or "none",
+            run.snapshot_id,
+            run.overrides or "none",
         )
         started = time.perf_counter()
-        with forward_library_logs(context.log), storage.mirror_env():
-            summary = stage.run(chosen.params, paths)
+        with forward_library_logs(context.log), run.storage.mirror_env():
+            summary = run_stage(stage, run.params, paths, front_end="dagster")
         seconds = time.perf_counter() - started
         hashes = output_hashes(stage, paths)
         metadata: dict[str, Any] = {
             **stage_metadata(stage, summary, paths),
             **hashes_metadata(hashes),
             "params": dg.MetadataValue.json(
-                {key: _plain(chosen.params.section(key)) for key in stage.params}
+                {key: _plain(run.params.section(key)) for key in stage.params}
             ),
-            "params_source": chosen.source,
-            "params_overrides": dg.MetadataValue.json(chosen.overrides),
-            "stage_code_version": stage.code_version(chosen.params),
+            **run.metadata(),
+            "stage_code_version": stage.code_version(run.params),
             # differs from the definition's code_version when an override touches this lineage
-            "effective_code_version": lineage_code_versions(chosen.params)[stage.name],
+            "effective_code_version": lineage_code_versions(run.params)[stage.name],
             "data_dir": str(paths.data),
             "seconds": round(seconds, 3),
         }

@@ -10,12 +10,11 @@ from safetensors import safe_open
 
 from dagster_project.assets import asset_key
 from dagster_project.metadata import md_table
-from dagster_project.resources import ComputeResource, ParamsResource, StorageResource, run_params
+from dagster_project.resources import RunContext
 from inttower.data.schema import validate_tables
 from inttower.errors import ValidationFailed
-from inttower.features.encoded import split_path
 from inttower.features.encoders import UNKNOWN
-from inttower.io import read_json
+from inttower.io import read_json, read_parquet
 from inttower.stages import load_ingested
 
 SAMPLE_ROWS = 10
@@ -28,9 +27,9 @@ SAMPLE_ROWS = 10
     description="pandera schemas and referential integrity hold on the ingested tables; "
     "failing rows are named by source file and line",
 )
-def schema_valid(storage: StorageResource) -> dg.AssetCheckResult:
+def schema_valid(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
     try:
-        summary = validate_tables(load_ingested(storage.paths()))
+        summary = validate_tables(load_ingested(run.paths))
     except ValidationFailed as failed:
         return dg.AssetCheckResult(
             passed=False,
@@ -55,11 +54,9 @@ def schema_valid(storage: StorageResource) -> dg.AssetCheckResult:
     description="no valid or test event is earlier than the last event of the split before it "
     "(temporal protocol); the paper's random split is reported as a warning, by choice",
 )
-def split_is_chronological(
-    params: ParamsResource, compute: ComputeResource, storage: StorageResource
-) -> dg.AssetCheckResult:
-    chosen = run_params(params, compute).params
-    events = pl.read_parquet(storage.paths().split / "events.parquet")
+def split_is_chronological(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
+    chosen = run.params
+    events = read_parquet(run.paths["split.events"])
     ends = events.group_by("split").agg(last=pl.col("timestamp").max())
     last = dict(zip(ends["split"], ends["last"], strict=True))
     # an event is out of order when it is earlier than the last event of an earlier split
@@ -106,11 +103,9 @@ def split_is_chronological(
     description="the share of test events whose item the train vocabulary does not know stays "
     "at most checks.max_unknown_item_share",
 )
-def test_items_known(
-    params: ParamsResource, compute: ComputeResource, storage: StorageResource
-) -> dg.AssetCheckResult:
-    limit = run_params(params, compute).params.checks.max_unknown_item_share
-    with safe_open(str(split_path(storage.paths().encoded, "test")), framework="pt") as test:
+def test_items_known(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
+    limit = run.params.checks.max_unknown_item_share
+    with safe_open(str(run.paths["encoded.test"]), framework="pt") as test:
         items = test.get_tensor("item_id")
         raw_items = test.get_tensor("item_raw")
         cold = test.get_tensor("cold_user")
@@ -144,15 +139,12 @@ def test_items_known(
     description="test AUC is at least checks.min_test_auc, and at least the DSSM baseline's "
     "test AUC when a DSSM metrics file is present; a failing model is not versioned",
 )
-def quality_gate(
-    params: ParamsResource, compute: ComputeResource, storage: StorageResource
-) -> dg.AssetCheckResult:
-    chosen = run_params(params, compute).params
-    paths = storage.paths()
-    metrics = read_json(paths.metrics)
+def quality_gate(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
+    chosen = run.params
+    metrics = read_json(run.paths["metrics"])
     test_auc = metrics["test"].get("auc")
     floor = chosen.checks.min_test_auc
-    dssm_auc, dssm_note = _dssm_auc(storage.dssm_metrics_path(), chosen.model.name)
+    dssm_auc, dssm_note = _dssm_auc(run.storage.dssm_metrics_path(), chosen.model.name)
     bars = {"min_test_auc": floor} | ({"dssm_test_auc": dssm_auc} if dssm_auc is not None else {})
     passed = test_auc is not None and all(test_auc >= bar for bar in bars.values())
     return dg.AssetCheckResult(

@@ -13,7 +13,12 @@ import dagster as dg
 from dagster_project.assets import pipeline_definitions
 from dagster_project.automation import automation_definitions
 from dagster_project.checks import check_definitions
-from dagster_project.resources import ComputeResource, ParamsResource, StorageResource
+from dagster_project.resources import (
+    ComputeResource,
+    ParamsResource,
+    StorageResource,
+    run_context,
+)
 from dagster_project.versioning import versioning_definitions
 from inttower.config import load_params
 
@@ -29,9 +34,11 @@ def build_definitions(
             "params": ParamsResource(path=str(params_path)),
             "compute": ComputeResource(),
             "storage": storage or StorageResource(),
+            "run": run_context,
         },
-        # The stages run one after another: one process instead of one per step saves the
-        # ~5 s of imports (torch, polars) each step would otherwise pay.
+        # The stages run one after another in one process: that saves the ~5 s of imports
+        # (torch, polars) each step would pay, and it makes `run` one resource for the whole
+        # run — one params snapshot, one data-folder lock held from first step to last.
         executor=dg.in_process_executor,
     )
     return dg.Definitions.merge(

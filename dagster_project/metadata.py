@@ -15,9 +15,11 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from inttower.catalog import TABLES
+from inttower.dvcfile import DVC_PATHS
 from inttower.io import file_md5, read_json
-from inttower.paths import TABLES, Paths
-from inttower.pipeline import REGISTRY_PATHS, Stage
+from inttower.paths import Paths
+from inttower.pipeline import Stage
 
 PREVIEW_ROWS = 5
 CURVE_POINTS = 11  # ROC points shown in the markdown table (the JSON keeps up to 101)
@@ -46,8 +48,7 @@ def dvc_md5(path: Path) -> str | None:
 
 def output_hashes(stage: Stage, paths: Paths) -> dict[str, str | None]:
     """DVC hash of every output the stage declares, keyed by its dvc.yaml path."""
-    declared = [*stage.outs(REGISTRY_PATHS), *stage.metrics(REGISTRY_PATHS)]
-    declared += stage.plots(REGISTRY_PATHS)
+    declared = [*stage.outs(DVC_PATHS), *stage.metrics(DVC_PATHS), *stage.plots(DVC_PATHS)]
     actual = [*stage.outs(paths), *stage.metrics(paths), *stage.plots(paths)]
     return {str(name): dvc_md5(path) for name, path in zip(declared, actual, strict=True)}
 
@@ -109,7 +110,7 @@ def iso_time(seconds: int | float | None) -> str | None:
     return datetime.fromtimestamp(int(seconds), tz=UTC).isoformat(timespec="seconds")
 
 
-def _tables_metadata(layer: Path, paths: Paths) -> dict[str, Any]:
+def _tables_metadata(layer: str, paths: Paths) -> dict[str, Any]:
     """Row counts, schema and a preview of the three canonical tables in one layer."""
     metadata: dict[str, Any] = {}
     schema_rows = []
@@ -132,17 +133,17 @@ def _tables_metadata(layer: Path, paths: Paths) -> dict[str, Any]:
 
 
 def _ingest(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    sources = read_json(paths.ingested / "sources.json")
+    sources = read_json(paths["ingested.sources"])
     return {
         "dataset": summary["dataset"],
         "sources": dg.MetadataValue.json(sources),
-        **_tables_metadata(paths.ingested, paths),
+        **_tables_metadata("ingested", paths),
     }
 
 
 def _validate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     ratings = (
-        pl.read_parquet(paths.table(paths.validated, "interactions"), columns=["rating"])
+        pl.read_parquet(paths["validated.interactions"], columns=["rating"])
         .group_by("rating")
         .agg(events=pl.len())
         .sort("rating")
@@ -151,7 +152,7 @@ def _validate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     return {
         "validation": dg.MetadataValue.json(summary),
         "rating_distribution": frame_md(ratings),
-        **_tables_metadata(paths.validated, paths),
+        **_tables_metadata("validated", paths),
     }
 
 
@@ -168,7 +169,7 @@ def _split(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         }
         for name, block in summary["splits"].items()
     ]
-    events = paths.split / "events.parquet"
+    events = paths["split.events"]
     return {
         "protocol": summary["protocol"],
         "leaky": summary["leaky"],
@@ -191,7 +192,7 @@ def _features(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         {"statistic": key, **{name: by_split[name].get(key) for name in order}}
         for key in statistics
     ]
-    events = paths.features / "events.parquet"
+    events = paths["features.events"]
     preview = pl.read_parquet(events, n_rows=PREVIEW_ROWS).drop("history", strict=False)
     return {
         "priors": dg.MetadataValue.json(summary["priors"]),
@@ -233,8 +234,8 @@ def _encode(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
 
 
 def _train(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    card = read_json(paths.model / "model_card.json")
-    history: list[dict[str, Any]] = read_json(paths.reports / "train_history.json")
+    card = read_json(paths["model.card"])
+    history: list[dict[str, Any]] = read_json(paths["train.history"])
     return {
         "model": card["model"],
         "n_parameters": int(summary["n_parameters"]),
@@ -245,7 +246,7 @@ def _train(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "stopped_early": bool(summary["stopped_early"]),
         "valid_auc": summary["valid_auc"],
         "valid_logloss": summary["valid_logloss"],
-        "samples_per_second": float(summary["samples_per_second"]),
+        "samples_per_second": float(summary["timing"]["samples_per_second"]),
         "training_curve": dg.MetadataValue.md(md_table(history)),
         "training_curve_data": dg.MetadataValue.json(history),
     }
@@ -257,8 +258,8 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     baselines = [
         {"baseline": name, **block} for name, block in summary.get("baselines", {}).items()
     ]
-    roc = pl.read_csv(paths.plots / "roc.csv")
-    calibration = pl.read_csv(paths.plots / "calibration.csv")
+    roc = pl.read_csv(paths["plots.roc"])
+    calibration = pl.read_csv(paths["plots.calibration"])
     return {
         "model": summary["model"],
         "protocol": summary["protocol"],

@@ -1,4 +1,5 @@
-"""Resources: where parameters come from, where training runs, and where artifacts live.
+"""Resources: where parameters come from, where training runs, and where artifacts live, and
+the run itself: one params snapshot and one data-folder lock shared by every step.
 
 Each is a typed config object the launchpad can override per run; tests swap in their own.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +20,8 @@ import dagster as dg
 from pydantic import Field
 
 from inttower.config import Params, load_params
-from inttower.paths import DATA_DIR_ENV, MIRROR_ENV, Paths
+from inttower.paths import DATA_DIR_ENV, MIRROR_ENV, REPORTS_DIR_ENV, Paths
+from inttower.run_lock import run_lock
 
 
 class Device(enum.Enum):
@@ -70,7 +74,11 @@ class StorageResource(dg.ConfigurableResource):
     data_dir: str | None = Field(
         default=None, description=f"Stage outputs; default ${DATA_DIR_ENV} or <root>/data."
     )
-    reports_dir: str | None = Field(default=None, description="Reports; default <root>/reports.")
+    reports_dir: str | None = Field(
+        default=None,
+        description=f"Reports; default ${REPORTS_DIR_ENV}, else <root>/reports for <root>/data "
+        "and <data_dir>/reports for any other data folder.",
+    )
     mirror: str | None = Field(
         default=None,
         description=f"Offline MovieLens mirror; default ${MIRROR_ENV}, else GroupLens download.",
@@ -83,11 +91,11 @@ class StorageResource(dg.ConfigurableResource):
 
     def paths(self) -> Paths:
         """The same layered folders the CLI and dvc.yaml use."""
-        defaults = Paths.from_env(self.root)
-        return Paths(
-            data=Path(self.data_dir) if self.data_dir else defaults.data,
-            reports=Path(self.reports_dir) if self.reports_dir else defaults.reports,
-        )
+        if not (self.data_dir or self.reports_dir):
+            return Paths.from_env(self.root)
+        data = Path(self.data_dir) if self.data_dir else Paths.from_env(self.root).data
+        reports = Path(self.reports_dir) if self.reports_dir else None
+        return Paths.for_data(data, self.root, reports)
 
     def dssm_metrics_path(self) -> Path:
         """Where the quality gate looks for a DSSM run's metrics.json."""
@@ -127,3 +135,110 @@ def run_params(params: ParamsResource, compute: ComputeResource) -> RunParams:
     return RunParams(
         params=params.load(compute.overrides()), overrides=overrides, source=params.path
     )
+
+
+def code_digest() -> str:
+    """sha256 over every stage's source files: DVC records their hashes in dvc.lock, so they
+    must be what the run executed."""
+    from inttower.pipeline import REPO_ROOT, STAGE_LIST
+
+    digest = hashlib.sha256()
+    for relative in sorted({name for stage in STAGE_LIST for name in stage.code}):
+        digest.update(relative.encode())
+        digest.update((REPO_ROOT / relative).read_bytes())
+    return digest.hexdigest()
+
+
+def file_digest(path: Path | str) -> str:
+    """sha256 of a params file's bytes, or "missing": what a run's snapshot is compared with."""
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What one Dagster run uses, fixed when it starts: the params (file + launchpad overrides,
+    read once), the artifact paths, and the data-folder lock it holds until it ends."""
+
+    params: Params
+    overrides: dict[str, Any]
+    source: str  # the params file
+    source_digest: str  # its bytes' sha256 when the run started
+    paths: Paths
+    storage: StorageResource
+    run_id: str | None
+    changed_keys: tuple[str, ...] = ()  # overrides whose value differs from the params file
+    code: str = ""  # code_digest() when the run started
+
+    @property
+    def overridden(self) -> bool:
+        """True when the run's params differ from the file's: DVC cannot version such a run."""
+        return bool(self.changed_keys)
+
+    @property
+    def snapshot_id(self) -> str:
+        """A short hash of every resolved param: equal snapshots, equal ids."""
+        blob = json.dumps(self.params.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def params_drift(self) -> str | None:
+        """Why the params file no longer matches this run's snapshot, or None."""
+        now = file_digest(self.source)
+        if now != self.source_digest:
+            return f"{self.source} changed on disk after this run started (it read its params once)"
+        if self.code and code_digest() != self.code:
+            return "inttower/ source files changed on disk after this run started"
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        """What every asset of the run records about its params."""
+        return {
+            "params_source": self.source,
+            "params_snapshot": self.snapshot_id,
+            "params_overridden": self.overridden,
+            "params_overrides": dg.MetadataValue.json(self.overrides),
+        }
+
+
+OVERRIDE_TAG = "inttower/params_overridden"
+SNAPSHOT_TAG = "inttower/params_snapshot"
+
+
+@dg.resource(
+    required_resource_keys={"params", "compute", "storage"},
+    description="The run's params snapshot and its lock on the data folder (whole run).",
+)
+def run_context(init_context: dg.InitResourceContext) -> Iterator[RunContext]:
+    """Resolve params once and lock the data folder for the whole run: with the in-process
+    executor, Dagster builds this once per run and tears it down when the run ends."""
+    params: ParamsResource = init_context.resources.params
+    compute: ComputeResource = init_context.resources.compute
+    storage: StorageResource = init_context.resources.storage
+    digest = file_digest(params.path)
+    chosen = run_params(params, compute)
+    on_disk = params.load() if not params.overrides else load_params(params.path)
+    changed = tuple(
+        sorted(
+            key for key in chosen.overrides if on_disk.section(key) != chosen.params.section(key)
+        )
+    )
+    run_id = init_context.run.run_id if init_context.run else None
+    context = RunContext(
+        params=chosen.params,
+        overrides=chosen.overrides,
+        source=params.path,
+        source_digest=digest,
+        paths=storage.paths(),
+        storage=storage,
+        run_id=run_id,
+        changed_keys=changed,
+        code=code_digest(),
+    )
+    run_name = f"dagster run {run_id or '(no run id)'}"
+    with run_lock(context.paths.data, description=run_name):
+        if init_context.instance is not None and run_id:
+            tags = {SNAPSHOT_TAG: context.snapshot_id, OVERRIDE_TAG: str(context.overridden)}
+            if context.overridden:
+                tags["inttower/params_overrides"] = json.dumps(context.overrides, sort_keys=True)
+            init_context.instance.add_run_tags(run_id, tags)
+        yield context

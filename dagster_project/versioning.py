@@ -14,7 +14,7 @@ import yaml
 
 from dagster_project.assets import FOLLOW_UPSTREAM, OWNERS, asset_key, lineage_code_versions
 from dagster_project.metadata import md_table
-from dagster_project.resources import ComputeResource, ParamsResource, StorageResource, run_params
+from dagster_project.resources import RunContext
 from inttower.config import Params
 from inttower.pipeline import STAGE_LIST
 
@@ -102,31 +102,36 @@ def build_versioning_asset(params: Params) -> dg.AssetsDefinition:
         automation_condition=FOLLOW_UPSTREAM,
     )
     def dvc_versioned_artifacts(
-        context: dg.AssetExecutionContext,
-        params: ParamsResource,
-        compute: ComputeResource,
-        storage: StorageResource,
+        context: dg.AssetExecutionContext, run: dg.ResourceParam[RunContext]
     ) -> dg.MaterializeResult:
-        return version_artifacts(context, params, compute, storage)
+        return version_artifacts(context, run)
 
     return dvc_versioned_artifacts
 
 
-def version_artifacts(
-    context: dg.AssetExecutionContext,
-    params: ParamsResource,
-    compute: ComputeResource,
-    storage: StorageResource,
-) -> dg.MaterializeResult:
-    """`dvc commit --force`, then `dvc push` to the default remote if one is set."""
-    root = Path(storage.root)
-    paths = storage.paths()
-    # compute overrides (device, threads) say how to train, not what: they do not block versioning
-    chosen = run_params(params, compute)
-    reason = why_not_versionable(root, paths.data, Path(params.path), params.overrides)
+def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.MaterializeResult:
+    """`dvc commit --force`, then `dvc push` to the default remote if one is set. Refuses (a
+    failed step) when dvc.lock would pair these outputs with params or code they were not built
+    from: the run's params differ from the file, or the file or the code changed mid-run."""
+    root = Path(run.storage.root)
+    paths = run.paths
+    reason = why_not_versionable(root, paths.data, Path(run.source), {})
     if reason:
+        # not this project's DVC data folder: nothing could be recorded, nothing can lie
         context.log.warning("DVC versioning skipped: %s", reason)
-        return dg.MaterializeResult(metadata={"status": "skipped", "reason": reason})
+        return dg.MaterializeResult(
+            metadata={"status": "skipped", "reason": reason, **run.metadata()}
+        )
+    refusal = run.params_drift() or (
+        f"this run overrode params {list(run.changed_keys)}; dvc.lock would not match them"
+        if run.overridden
+        else None
+    )
+    if refusal:
+        raise dg.Failure(
+            description=f"DVC versioning refused: {refusal}; nothing was committed",
+            metadata={"status": "refused", "reason": refusal, **run.metadata()},
+        )
     context.log.info("dvc commit -f in %s", root.resolve())
     dvc(root, "commit", "--force")
     hashes = locked_hashes(root)
@@ -143,7 +148,7 @@ def version_artifacts(
             md_table([{"output": path, "md5": digest} for path, digest in hashes.items()])
         ),
         "dvc_lock_data": hashes,
-        "compute_overrides": dg.MetadataValue.json(chosen.overrides),
+        **run.metadata(),
         # dvc.lock and the cache-less reports are what a clone needs from git to `dvc pull`
         "share_with_git": "git add dvc.lock reports/ && git commit -m 'retrain'",
     }

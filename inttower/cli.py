@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from inttower.config import load_params
+from inttower.config import Params, load_params, parse_value
 from inttower.errors import InttowerError
-from inttower.paths import DATA_DIR_ENV, Paths
-from inttower.pipeline import STAGES, stage_names
+from inttower.paths import DATA_DIR_ENV, REPORTS_DIR_ENV, Paths
+from inttower.pipeline import STAGES, run_stage, stage_names
+from inttower.run_lock import run_lock
 
 log = logging.getLogger("inttower")
 
@@ -28,7 +27,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise InttowerError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.lr=0.01")
-        result[key] = yaml.safe_load(value)  # so 0.01 is a float and [1, 2] a list
+        result[key] = parse_value(key, value)  # as params.yaml reads it: 1e-4 is a number
     return result
 
 
@@ -43,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--params", default="params.yaml", help="parameter file")
         sub.add_argument(
             "--data-dir", help=f"where stage outputs live (default ${DATA_DIR_ENV} or data/)"
+        )
+        sub.add_argument(
+            "--reports-dir",
+            help=f"where reports go (default ${REPORTS_DIR_ENV}; else reports/ for the project's "
+            "data/, <data-dir>/reports for any other data folder)",
         )
         sub.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
@@ -64,18 +68,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _paths(args: argparse.Namespace) -> Paths:
-    paths = Paths.from_env()
-    return Paths(data=Path(args.data_dir), reports=paths.reports) if args.data_dir else paths
+    if not (args.data_dir or args.reports_dir):
+        return Paths.from_env()
+    data = Path(args.data_dir) if args.data_dir else Paths.from_env().data
+    return Paths.for_data(data, reports=Path(args.reports_dir) if args.reports_dir else None)
 
 
-def _run_stage(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    params = load_params(args.params, _overrides(args.set))
+def _run_stage(name: str, params: Params, paths: Paths, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     log.info("stage %s: started", name)
-    if name == "train":
-        summary = STAGES[name].run(params, _paths(args), resume=args.resume)  # type: ignore[call-arg]
-    else:
-        summary = STAGES[name].run(params, _paths(args))
+    options = {"resume": args.resume} if name == "train" else {}
+    summary = run_stage(STAGES[name], params, paths, front_end="cli", **options)
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - started)
     return summary
 
@@ -115,14 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.command == "run":
             args.resume = False
-        for name in chosen:
-            summary = _run_stage(name, args)
-            print(json.dumps({name: summary}, default=str, sort_keys=True))
+        # params are read once, before anything runs: the whole command uses one snapshot
+        params = load_params(args.params, _overrides(args.set))
+        paths = _paths(args)
+        with run_lock(paths.data):
+            for name in chosen:
+                summary = _run_stage(name, params, paths, args)
+                print(json.dumps({name: summary}, default=str, sort_keys=True))
         return 0
     except InttowerError as exc:
         if args.traceback:
             raise
-        print(f"inttower: error: {exc}", file=sys.stderr)
+        # one line that names the file, line or key; details (failing rows) indented below it
+        headline, *details = str(exc).splitlines() or [type(exc).__name__]
+        print(f"inttower: error: {headline}", file=sys.stderr)
+        for detail in details:
+            print(f"    {detail}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("inttower: interrupted", file=sys.stderr)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from inttower.pipeline import REGISTRY_PATHS as DVC_PATHS
+from inttower.paths import Paths
 from inttower.pipeline import STAGE_LIST, Stage
 
+DVC_PATHS = Paths(data=Path("data"), reports=Path("reports"))
+
 HEADER = (
-    "# Generated from inttower/pipeline.py by `inttower dvc-yaml`; do not edit by hand.\n"
-    "# Stage outputs always go to data/ here (the CLI's --data-dir), whatever INTTOWER_DATA_DIR says.\n"
+    "# Generated from inttower/pipeline.py and inttower/catalog.py by `inttower dvc-yaml`;\n"
+    "# do not edit by hand. Stage outputs always go to data/ and reports/ here (the CLI's\n"
+    "# --data-dir), whatever INTTOWER_DATA_DIR says. Code deps are each stage's import closure.\n"
+    "# persist: DVC must not delete outputs before a stage runs: a stage that fails (or finds\n"
+    "# the data folder locked by another run) leaves what the last good run produced in place.\n"
 )
 
 
@@ -19,17 +25,19 @@ def _stage_entry(stage: Stage) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "desc": stage.description,
         "cmd": f"inttower {stage.name} --data-dir data",
-        "deps": [*stage.code, *(str(path) for path in stage.reads(DVC_PATHS))],
     }
+    if stage.always_changed:
+        entry["always_changed"] = True
+    deps = [*stage.code, *(str(path) for path in stage.dependencies(DVC_PATHS))]
+    entry["deps"] = deps
     if stage.params:
         entry["params"] = list(stage.params)
-    outs: list[Any] = [str(path) for path in stage.outs(DVC_PATHS)]
-    if outs:
-        entry["outs"] = outs
+    if outs := stage.outs(DVC_PATHS):
+        entry["outs"] = [{str(path): {"persist": True}} for path in outs]
     if metrics := stage.metrics(DVC_PATHS):
-        entry["metrics"] = [{str(path): {"cache": False}} for path in metrics]
+        entry["metrics"] = [{str(path): {"cache": False, "persist": True}} for path in metrics]
     if plots := stage.plots(DVC_PATHS):
-        entry["plots"] = [{str(path): {"cache": False}} for path in plots]
+        entry["plots"] = [{str(path): {"cache": False, "persist": True}} for path in plots]
     return entry
 
 
@@ -39,15 +47,15 @@ def render() -> str:
         "stages": {stage.name: _stage_entry(stage) for stage in STAGE_LIST},
         "plots": [
             {
-                "reports/train_history.json": {
+                str(DVC_PATHS["train.history"]): {
                     "x": "epoch",
                     "y": ["valid_auc", "loss"],
                     "title": "Training curve",
                 }
             },
-            {"reports/plots/roc.csv": {"x": "fpr", "y": "tpr", "title": "Test ROC"}},
+            {str(DVC_PATHS["plots.roc"]): {"x": "fpr", "y": "tpr", "title": "Test ROC"}},
             {
-                "reports/plots/calibration.csv": {
+                str(DVC_PATHS["plots.calibration"]): {
                     "x": "mean_predicted",
                     "y": "fraction_positive",
                     "title": "Test calibration",

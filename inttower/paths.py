@@ -1,4 +1,4 @@
-"""Where each stage's artifacts live: layered folders under INTTOWER_DATA_DIR (default data/)."""
+"""Where artifacts live: the catalog's relative paths under a data and a reports directory."""
 
 from __future__ import annotations
 
@@ -6,77 +6,72 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from inttower.features.encoded import SPLITS
+from inttower import catalog
 
 DATA_DIR_ENV = "INTTOWER_DATA_DIR"
+REPORTS_DIR_ENV = "INTTOWER_REPORTS_DIR"
 MIRROR_ENV = "MOVIELENS_MIRROR"
-TABLES = ("interactions", "users", "items")
 
 
 @dataclass(frozen=True)
 class Paths:
-    """Every artifact path, relative to a project root and a data directory."""
+    """Every artifact path: `paths["split.events"]`, relative to a data and a reports folder."""
 
     data: Path
     reports: Path
 
     @classmethod
     def from_env(cls, root: Path | str = ".") -> Paths:
+        """$INTTOWER_DATA_DIR (default <root>/data) and $INTTOWER_REPORTS_DIR (default: see
+        `for_data`)."""
         root = Path(root)
         data = Path(os.environ.get(DATA_DIR_ENV) or root / "data")
-        return cls(data=data, reports=root / "reports")
+        reports = os.environ.get(REPORTS_DIR_ENV)
+        return cls.for_data(data, root, Path(reports) if reports else None)
 
-    # raw MovieLens archives downloaded from GroupLens (unused when a mirror is set)
+    @classmethod
+    def for_data(
+        cls, data: Path | str, root: Path | str = ".", reports: Path | None = None
+    ) -> Paths:
+        """Reports follow the data: the project's data/ reports to the project's reports/, any
+        other data folder to its own `reports/`, so a side run never touches the project's."""
+        data, root = Path(data), Path(root)
+        if reports is None:
+            same = data.resolve() == (root / "data").resolve()
+            reports = root / "reports" if same else data / "reports"
+        return cls(data=data, reports=reports)
+
+    def __getitem__(self, name: str) -> Path:
+        item = catalog.artifact(name)
+        return (self.data if item.root == "data" else self.reports) / item.path
+
     @property
     def downloads(self) -> Path:
-        return self.data / "00_downloads"
-
-    @property
-    def ingested(self) -> Path:
-        return self.data / "01_ingested"
-
-    @property
-    def validated(self) -> Path:
-        return self.data / "02_validated"
-
-    @property
-    def split(self) -> Path:
-        return self.data / "03_split"
-
-    @property
-    def features(self) -> Path:
-        return self.data / "04_features"
-
-    @property
-    def encoders(self) -> Path:
-        return self.data / "05_encoders"
-
-    @property
-    def encoded(self) -> Path:
-        return self.data / "06_encoded"
-
-    @property
-    def model(self) -> Path:
-        return self.data / "07_model"
+        """GroupLens archives and extractions (unused when a mirror is set)."""
+        return self.data / catalog.DOWNLOADS
 
     @property
     def checkpoints(self) -> Path:
-        return self.data / "checkpoints"
+        return self.data / catalog.CHECKPOINTS
 
-    def table(self, layer: Path, name: str) -> Path:
-        return layer / f"{name}.parquet"
+    @property
+    def staging(self) -> Path:
+        return self.data / catalog.STAGING
+
+    @property
+    def run_log(self) -> Path:
+        return self.data / catalog.RUN_LOG
+
+    @property
+    def lock(self) -> Path:
+        return self.data / catalog.RUN_LOCK
+
+    def table(self, layer: str, name: str) -> Path:
+        """One of the three canonical tables of a layer (`ingested`, `validated`)."""
+        return self[f"{layer}.{name}"]
 
     def encoded_split(self, split: str) -> Path:
-        assert split in SPLITS, split
-        return self.encoded / f"{split}.safetensors"
-
-    @property
-    def metrics(self) -> Path:
-        return self.reports / "metrics.json"
-
-    @property
-    def plots(self) -> Path:
-        return self.reports / "plots"
+        return self[f"encoded.{split}"]
 
 
 def mirror_dir() -> Path | None:

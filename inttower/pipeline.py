@@ -1,191 +1,180 @@
-"""The stage registry: the one DAG that dvc.yaml and the Dagster assets are both built from."""
+"""The stage registry: the one DAG that dvc.yaml and the Dagster assets are both built from.
+
+A stage names the catalog artifacts it reads and the params keys it uses; what it writes comes
+from the catalog, its code from the import closure of its function, and its upstream stages from
+who writes what it reads. Nothing here is listed twice.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from inttower import stages
+from inttower import catalog, code_deps, stages
 from inttower.config import Params
-from inttower.paths import TABLES, Paths
+from inttower.io import append_jsonl, staging_area
+from inttower.paths import Paths
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = code_deps.REPO_ROOT
+# Summaries may carry timings under this key: they go to the run log, never into an output.
+TIMING_KEY = "timing"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Stage:
-    """One pipeline step: what it reads, writes and depends on."""
+    """One pipeline step: what it reads (catalog names), which params keys, how to run it."""
 
     name: str
-    run: Callable[[Params, Paths], dict[str, Any]]
+    noun: str  # the artifact it leaves behind: the Dagster asset's key
+    run: Callable[..., dict[str, Any]]
     description: str
     group: str
-    reads: Callable[[Paths], list[Path]]  # upstream artifacts the stage opens
+    reads: tuple[str, ...]
     params: tuple[str, ...]  # exact dotted keys the stage reads
-    code: tuple[str, ...]  # source files, relative to the repo root
-    outs: Callable[[Paths], list[Path]]  # artifacts DVC caches
-    metrics: Callable[[Paths], list[Path]] = lambda paths: []  # small JSON kept in git
-    plots: Callable[[Paths], list[Path]] = lambda paths: []
     kinds: tuple[str, ...] = ("python", "polars")
+    always_changed: bool = False  # DVC runs it every time (it looks at the outside world)
+
+    @property
+    def writes(self) -> list[catalog.Artifact]:
+        return catalog.written_by(self.name)
+
+    def _of(self, paths: Paths, role: catalog.Role) -> list[Path]:
+        return [paths[item.name] for item in self.writes if item.role == role]
+
+    def outs(self, paths: Paths) -> list[Path]:
+        """Artifacts DVC caches."""
+        return self._of(paths, "out")
+
+    def metrics(self, paths: Paths) -> list[Path]:
+        """Small JSON kept in git."""
+        return self._of(paths, "metric")
+
+    def plots(self, paths: Paths) -> list[Path]:
+        return self._of(paths, "plot")
+
+    def produces(self, paths: Paths) -> list[Path]:
+        """Everything the stage writes that DVC or Dagster hashes."""
+        return [paths[item.name] for item in self.writes]
+
+    def dependencies(self, paths: Paths) -> list[Path]:
+        """The versioned units the stage reads (a folder for a file inside it), in read order."""
+        units = dict.fromkeys(catalog.versioned_unit(name).name for name in self.reads)
+        return [paths[name] for name in units]
 
     @property
     def upstream(self) -> tuple[str, ...]:
         """The stages whose outputs this stage reads: the graph's edges, derived from the data."""
-        reads = self.reads(REGISTRY_PATHS)
-        return tuple(
-            other.name
-            for other in STAGE_LIST
-            if any(_within(read, out) for read in reads for out in other.produces(REGISTRY_PATHS))
-        )
+        writers = {catalog.versioned_unit(name).stage for name in self.reads}
+        return tuple(stage.name for stage in STAGE_LIST if stage.name in writers)
 
-    def produces(self, paths: Paths) -> list[Path]:
-        """Outputs and metrics: everything a downstream stage may read."""
-        return [*self.outs(paths), *self.metrics(paths)]
+    @cached_property
+    def code(self) -> tuple[str, ...]:
+        """Source files (relative to the repo root) the stage's function can execute."""
+        return tuple(code_deps.function_files(self.run))
 
     def code_version(self, params: Params) -> str:
         """Changes when the stage's source files or its params change."""
-        import hashlib
-
         digest = hashlib.sha256(params.fingerprint(list(self.params)).encode())
-        for source in self.source_files():
-            digest.update(source.relative_to(REPO_ROOT).as_posix().encode())
-            digest.update(source.read_bytes())
+        for relative in self.code:
+            digest.update(relative.encode())
+            digest.update((REPO_ROOT / relative).read_bytes())
         return digest.hexdigest()[:16]
 
-    def source_files(self) -> list[Path]:
-        """The stage's code as files (folders expand to their Python modules)."""
-        files: list[Path] = []
-        for relative in self.code:
-            path = REPO_ROOT / relative
-            files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        return files
-
-
-def _within(path: Path, container: Path) -> bool:
-    return path == container or container in path.parents
-
-
-REGISTRY_PATHS = Paths(data=Path("data"), reports=Path("reports"))
-
-
-def _tables(layer: str) -> Callable[[Paths], list[Path]]:
-    return lambda paths: [paths.table(getattr(paths, layer), name) for name in TABLES]
-
-
-def _feature_tables(paths: Paths) -> list[Path]:
-    return [paths.features / f"{name}.parquet" for name in ("events", "users", "items")]
-
-
-_DATA = "inttower/data"
-_FEATURES = "inttower/features"
-_COMMON = ("inttower/config.py", "inttower/io.py", "inttower/stages.py")
 
 STAGE_LIST: tuple[Stage, ...] = (
     Stage(
+        name="source",
+        noun="movielens_source",
+        run=stages.source,
+        description="fingerprint of the raw source (mirror files' md5, archive md5, or "
+        "synthetic params): ingest reruns exactly when what it would read changed",
+        group="ingestion",
+        reads=(),
+        params=("seed", "data"),  # the synthetic generator is seeded
+        kinds=("python",),
+        always_changed=True,
+    ),
+    Stage(
         name="ingest",
+        noun="raw_movielens",
         run=stages.ingest,
         description="MovieLens from the mirror or GroupLens (checksummed), parsed to canonical tables",
         group="ingestion",
-        reads=lambda paths: [],
-        params=("data",),
-        code=(
-            *_COMMON,
-            f"{_DATA}/download.py",
-            f"{_DATA}/sources.py",
-            f"{_DATA}/synthetic.py",
-            f"{_DATA}/tables.py",
-        ),
-        outs=lambda paths: [*_tables("ingested")(paths), paths.ingested / "sources.json"],
+        reads=("source.fingerprint",),
+        params=("seed", "data"),
     ),
     Stage(
         name="validate",
+        noun="validated_movielens",
         run=stages.validate,
         description="pandera schemas and referential integrity; a failure stops the chain",
         group="ingestion",
-        reads=lambda paths: [*_tables("ingested")(paths), paths.ingested / "sources.json"],
+        reads=(*(f"ingested.{table}" for table in catalog.TABLES), "ingested.sources"),
         params=(),
-        code=(*_COMMON, f"{_DATA}/schema.py", f"{_DATA}/tables.py"),
-        outs=_tables("validated"),
-        metrics=lambda paths: [paths.reports / "validation.json"],
         kinds=("python", "polars", "pandera"),
     ),
     Stage(
         name="split",
+        noun="labelled_split",
         run=stages.split,
         description="labels (rating 3 dropped) and the chronological train/valid/test split",
         group="preparation",
-        reads=lambda paths: [paths.table(paths.validated, "interactions")],
+        reads=("validated.interactions",),
         params=("seed", "label", "split"),
-        code=(*_COMMON, f"{_DATA}/split.py"),
-        outs=lambda paths: [paths.split / "events.parquet"],
-        metrics=lambda paths: [paths.reports / "split.json"],
     ),
     Stage(
         name="features",
+        noun="event_features",
         run=stages.features,
         description="point-in-time user/item statistics, behaviour features and positive-item history",
         group="preparation",
-        reads=lambda paths: [
-            paths.split / "events.parquet",
-            paths.table(paths.validated, "users"),
-            paths.table(paths.validated, "items"),
-        ],
+        reads=("split.events", "validated.users", "validated.items"),
         params=("features", "split.protocol"),
-        code=(*_COMMON, f"{_FEATURES}/features.py"),
-        outs=lambda paths: [
-            paths.features / "events.parquet",
-            paths.features / "users.parquet",
-            paths.features / "items.parquet",
-            paths.features / "priors.json",
-        ],
     ),
     Stage(
         name="encoders",
+        noun="feature_encoders",
         run=stages.encoders,
         description="vocabularies and scalers fit on the train split only (JSON)",
         group="preparation",
-        reads=_feature_tables,
+        reads=("features.events", "features.users", "features.items"),
         params=("encoders", "split.protocol"),
-        code=(*_COMMON, f"{_FEATURES}/features.py", f"{_FEATURES}/encoders.py"),
-        outs=lambda paths: [paths.encoders / "encoders.json"],
     ),
     Stage(
         name="encode",
+        noun="encoded_splits",
         run=stages.encode,
         description="train/valid/test encoded as tensors (safetensors) with their field specs",
         group="preparation",
-        reads=lambda paths: [*_feature_tables(paths), paths.encoders / "encoders.json"],
+        reads=("features.events", "features.users", "features.items", "encoders"),
         params=(),
-        code=(
-            *_COMMON,
-            f"{_FEATURES}/features.py",
-            f"{_FEATURES}/encoders.py",
-            f"{_FEATURES}/encoded.py",
-        ),
-        outs=lambda paths: [paths.encoded],
-        metrics=lambda paths: [paths.reports / "encode.json"],
         kinds=("python", "polars", "safetensors"),
     ),
     Stage(
         name="train",
+        noun="inttower_model",
         run=stages.train,
         description="IntTower (or a baseline) trained with early stopping on validation AUC",
         group="modeling",
-        reads=lambda paths: [paths.encoded],
+        reads=("encoded",),
         params=("seed", "model", "train"),
-        code=(*_COMMON, "inttower/models", "inttower/training"),
-        outs=lambda paths: [paths.model],
-        plots=lambda paths: [paths.reports / "train_history.json"],
         kinds=("python", "pytorch"),
     ),
     Stage(
         name="evaluate",
+        noun="model_evaluation",
         run=stages.evaluate,
         description="test AUC, logloss, GAUC, calibration; cold/warm users; no-model baselines",
         group="modeling",
-        reads=lambda paths: [paths.model, paths.encoded, paths.features / "events.parquet"],
+        reads=("model", "encoded", "features.events"),
         # the model is rebuilt from its params, on the configured device
         params=(
             "evaluate",
@@ -195,16 +184,6 @@ STAGE_LIST: tuple[Stage, ...] = (
             "train.threads",
             "split.protocol",
         ),
-        code=(
-            *_COMMON,
-            "inttower/evaluation",
-            f"{_FEATURES}/features.py",
-            "inttower/models",
-            "inttower/training",
-        ),
-        outs=lambda paths: [],
-        metrics=lambda paths: [paths.metrics],
-        plots=lambda paths: [paths.plots],
         kinds=("python", "pytorch"),
     ),
 )
@@ -213,3 +192,29 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in STAGE_LIST}
 
 def stage_names() -> list[str]:
     return [stage.name for stage in STAGE_LIST]
+
+
+def run_stage(
+    stage: Stage, params: Params, paths: Paths, front_end: str, **options: Any
+) -> dict[str, Any]:
+    """Run one stage the way every front end does: temporary files in the staging area (never in
+    an output folder), and a line in the uncached run log with the summary's timings."""
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    with staging_area(paths.staging):
+        summary = stage.run(params, paths, **options)
+    timing = summary.get(TIMING_KEY, {})
+    append_jsonl(
+        {
+            "stage": stage.name,
+            "front_end": front_end,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 3),
+            "params_fingerprint": params.fingerprint(list(stage.params)) if stage.params else "",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **timing,
+        },
+        paths.run_log,
+    )
+    return summary

@@ -3,29 +3,28 @@
 Each takes (Params, Paths) and returns a JSON-able summary that the CLI prints and Dagster
 shows as materialization metadata. Outputs are written atomically and only after every check
 passed, so a failed stage leaves what earlier runs produced untouched.
+
+Library modules are imported inside each function: a stage's code dependencies are the import
+closure of its function (inttower/code_deps.py), so module-level imports here would make every
+stage depend on every other stage's code.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from inttower.catalog import SPLITS, TABLES
 from inttower.config import Params
-from inttower.data.tables import RawTables, SourceRef
 from inttower.errors import StageInputError
-from inttower.features import encoded as encoded_format
-from inttower.features.encoders import Encoders, encode_events, fit_encoders, unknown_shares
-from inttower.features.features import (
-    event_features,
-    feature_summary,
-    item_attributes,
-    user_attributes,
-)
-from inttower.io import read_json, write_json, write_parquet
-from inttower.paths import TABLES, Paths, mirror_dir
+from inttower.io import read_json, read_parquet, write_json, write_parquet
+from inttower.paths import Paths, mirror_dir
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from inttower.data.tables import RawTables
 
 log = logging.getLogger("inttower.stages")
 
@@ -37,20 +36,38 @@ def _existing(path: Path) -> Path:
 
 
 def _read(path: Path) -> pl.DataFrame:
-    return pl.read_parquet(_existing(path))
+    return read_parquet(path)  # missing: StageInputError; truncated or corrupt: ArtifactError
+
+
+def source(params: Params, paths: Paths) -> dict[str, Any]:
+    """Fingerprint what ingest would read: rewritten byte for byte when nothing changed, so DVC
+    (which runs this stage every time) reruns ingest only when the source did change."""
+    from inttower.data.fingerprint import source_fingerprint
+
+    fingerprint = source_fingerprint(params, mirror_dir(), paths.downloads)
+    target = paths["source.fingerprint"]
+    if not target.exists() or read_json(target) != fingerprint:
+        write_json(fingerprint, target)  # untouched when equal: mtime too stays as it was
+    return fingerprint
 
 
 def ingest(params: Params, paths: Paths) -> dict[str, Any]:
-    """Fetch (mirror or GroupLens) and parse the dataset into the canonical tables."""
+    """Fetch (mirror or GroupLens) and parse the dataset into the canonical tables; refuses when
+    the source changed since `source` fingerprinted it, so ingest never outruns its lineage."""
+    from inttower.data.fingerprint import source_fingerprint
     from inttower.data.sources import load_raw
 
+    recorded = read_json(_existing(paths["source.fingerprint"]))
+    if source_fingerprint(params, mirror_dir(), paths.downloads) != recorded:
+        raise StageInputError(
+            f"{paths['source.fingerprint']}: the source changed since the `source` stage "
+            "fingerprinted it (or params.data did); run `source` again"
+        )
     tables = load_raw(params, downloads_dir=paths.downloads, mirror=mirror_dir())
     for name in TABLES:
-        write_parquet(tables.table(name), paths.table(paths.ingested, name))
+        write_parquet(tables.table(name), paths.table("ingested", name))
     sources = {name: vars(ref) for name, ref in tables.sources.items()}
-    write_json(
-        {"dataset": params.data.dataset, "sources": sources}, paths.ingested / "sources.json"
-    )
+    write_json({"dataset": params.data.dataset, "sources": sources}, paths["ingested.sources"])
     return {
         "dataset": params.data.dataset,
         **{f"{name}_rows": tables.table(name).height for name in TABLES},
@@ -59,9 +76,11 @@ def ingest(params: Params, paths: Paths) -> dict[str, Any]:
 
 def load_ingested(paths: Paths) -> RawTables:
     """The ingested tables with their provenance, so validation errors name source lines."""
-    recorded = read_json(_existing(paths.ingested / "sources.json"))["sources"]
+    from inttower.data.tables import RawTables, SourceRef
+
+    recorded = read_json(_existing(paths["ingested.sources"]))["sources"]
     return RawTables(
-        **{name: _read(paths.table(paths.ingested, name)) for name in TABLES},
+        **{name: _read(paths.table("ingested", name)) for name in TABLES},
         sources={name: SourceRef(**ref) for name, ref in recorded.items()},
     )
 
@@ -73,8 +92,8 @@ def validate(params: Params, paths: Paths) -> dict[str, Any]:
     tables = load_ingested(paths)
     summary = validate_tables(tables)
     for name in TABLES:
-        write_parquet(tables.table(name), paths.table(paths.validated, name))
-    write_json(summary, paths.reports / "validation.json")
+        write_parquet(tables.table(name), paths.table("validated", name))
+    write_json(summary, paths["validation"])
     return summary
 
 
@@ -82,46 +101,55 @@ def split(params: Params, paths: Paths) -> dict[str, Any]:
     """Label events and split them by time (or by the paper's leaky random split)."""
     from inttower.data.split import label_events, split_events, split_summary
 
-    interactions = _read(paths.table(paths.validated, "interactions"))
+    interactions = _read(paths["validated.interactions"])
     events = split_events(label_events(interactions, params.label), params.split, params.seed)
-    write_parquet(events, paths.split / "events.parquet")
+    write_parquet(events, paths["split.events"])
     summary = {
         "protocol": params.split.protocol,
         "leaky": params.split.leaky,
         "splits": split_summary(events),
     }
-    write_json(summary, paths.reports / "split.json")
+    write_json(summary, paths["split.summary"])
     return summary
 
 
 def features(params: Params, paths: Paths) -> dict[str, Any]:
     """Point-in-time event features plus static user and item attributes."""
-    validated_items = _read(paths.table(paths.validated, "items"))
+    from inttower.features.features import (
+        event_features,
+        feature_summary,
+        item_attributes,
+        user_attributes,
+    )
+
+    validated_items = _read(paths["validated.items"])
     events, priors = event_features(
-        _read(paths.split / "events.parquet"),
+        _read(paths["split.events"]),
         params.features,
         params.split,
         validated_items if params.features.genre_profile else None,
     )
-    users = user_attributes(_read(paths.table(paths.validated, "users")))
+    users = user_attributes(_read(paths["validated.users"]))
     items = item_attributes(validated_items)
-    write_parquet(events, paths.features / "events.parquet")
-    write_parquet(users, paths.features / "users.parquet")
-    write_parquet(items, paths.features / "items.parquet")
-    write_json(priors, paths.features / "priors.json")
+    write_parquet(events, paths["features.events"])
+    write_parquet(users, paths["features.users"])
+    write_parquet(items, paths["features.items"])
+    write_json(priors, paths["features.priors"])
     return {"priors": priors, "events": events.height, "by_split": feature_summary(events)}
 
 
 def encoders(params: Params, paths: Paths) -> dict[str, Any]:
     """Fit vocabularies and scalers on the train split only."""
+    from inttower.features.encoders import fit_encoders
+
     fitted = fit_encoders(
-        _read(paths.features / "events.parquet"),
-        _read(paths.features / "users.parquet"),
-        _read(paths.features / "items.parquet"),
+        _read(paths["features.events"]),
+        _read(paths["features.users"]),
+        _read(paths["features.items"]),
         params.encoders,
         leaky_scaler=params.split.leaky,
     )
-    fitted.save(paths.encoders / "encoders.json")
+    fitted.save(paths["encoders"])
     return {
         "fitted_on": fitted.fitted_on,
         "vocabulary_sizes": {name: len(values) for name, values in fitted.vocabularies.items()},
@@ -130,23 +158,28 @@ def encoders(params: Params, paths: Paths) -> dict[str, Any]:
 
 def encode(params: Params, paths: Paths) -> dict[str, Any]:
     """Encode every split with the train-fitted encoders into the tensors training reads."""
-    events = _read(paths.features / "events.parquet")
-    users = _read(paths.features / "users.parquet")
-    items = _read(paths.features / "items.parquet")
-    fitted = Encoders.load(paths.encoders / "encoders.json")
+    import polars as pl
+
+    from inttower.features import encoded as encoded_format
+    from inttower.features.encoders import Encoders, encode_events, unknown_shares
+
+    events = _read(paths["features.events"])
+    users = _read(paths["features.users"])
+    items = _read(paths["features.items"])
+    fitted = Encoders.load(paths["encoders"])
     train_users = events.filter(pl.col("split") == "train")["user_id"].unique()
     report: dict[str, Any] = {}
-    for name in encoded_format.SPLITS:
+    for name in SPLITS:
         rows = events.filter(pl.col("split") == name)
         tensors = encode_events(rows, users, items, fitted, train_users)
-        encoded_format.save_split(paths.encoded, name, tensors)
+        encoded_format.save_split(paths["encoded"], name, tensors)
         report[name] = {
             "events": rows.height,
             "cold_user_share": float(tensors["cold_user"].float().mean()) if rows.height else 0.0,
             "unknown_share": unknown_shares(tensors),
         }
-    encoded_format.save_fields(paths.encoded, fitted.fields(), {"splits": report})
-    write_json(report, paths.reports / "encode.json")
+    encoded_format.save_fields(paths["encoded"], fitted.fields(), {"splits": report})
+    write_json(report, paths["encode.summary"])
     return report
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from inttower.dvcfile import render
-from inttower.pipeline import REGISTRY_PATHS, STAGE_LIST, STAGES
+from inttower.dvcfile import DVC_PATHS, render
+from inttower.pipeline import STAGE_LIST, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,11 +29,17 @@ def test_dvc_stages_declare_code_params_and_outputs() -> None:
         for source in stage.code:
             assert source in entry["deps"] and (ROOT / source).exists(), source
         assert entry.get("params", []) == list(stage.params)
-        for out in stage.outs(REGISTRY_PATHS):
-            assert str(out).startswith("data/") and str(out) in entry["outs"]
+        outs = [next(iter(out)) for out in entry.get("outs", [])]
+        assert outs == [str(out) for out in stage.outs(DVC_PATHS)]
+        assert all(out.startswith("data/") for out in outs)
+        # DVC must never delete outputs before a stage runs: a failed stage keeps the last good
+        for section in ("outs", "metrics", "plots"):
+            assert all(next(iter(out.values()))["persist"] for out in entry.get(section, []))
+    assert declared["source"]["always_changed"] is True
 
 
 def test_edges_follow_the_data() -> None:
+    assert STAGES["ingest"].upstream == ("source",)
     assert STAGES["split"].upstream == ("validate",)
     assert STAGES["encode"].upstream == ("features", "encoders")
     assert set(STAGES["evaluate"].upstream) == {"features", "encode", "train"}
@@ -71,4 +79,76 @@ def test_cli_names_the_missing_upstream_output(tmp_path: Path) -> None:
     result = _cli("encoders", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
     assert result.returncode == 2
     assert "04_features/events.parquet not found" in result.stderr
+    assert not (tmp_path / "data" / "05_encoders").exists()
+
+
+def _mirror_with(tmp_path: Path, ml100k_dir: Path, extra_ratings: int = 0) -> Path:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(ml100k_dir, mirror / "ml-100k")
+    if extra_ratings:
+        ratings = mirror / "ml-100k" / "u.data"
+        lines = ratings.read_text().splitlines(keepends=True)
+        ratings.write_text("".join(lines + lines[:extra_ratings]))  # exact duplicates
+    return mirror
+
+
+def _cli_env(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "inttower.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
+
+
+def test_a_side_run_keeps_its_reports_beside_its_data(tmp_path: Path, ml100k_dir: Path) -> None:
+    """INTTOWER_DATA_DIR elsewhere: reports go to <data>/reports, never the project's."""
+    project = tmp_path / "project"
+    (project / "reports").mkdir(parents=True)
+    (project / "params.yaml").write_text("seed: 1\n")
+    side = tmp_path / "side"
+    mirror = _mirror_with(tmp_path, ml100k_dir)
+    result = _cli_env(
+        "run",
+        "--to",
+        "split",
+        cwd=project,
+        INTTOWER_DATA_DIR=str(side),
+        MOVIELENS_MIRROR=str(mirror),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (side / "reports" / "split.json").exists()
+    assert list((project / "reports").iterdir()) == []
+    assert not (project / "data").exists()
+
+
+def test_duplicate_ratings_stop_the_run_in_one_line(tmp_path: Path, ml100k_dir: Path) -> None:
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    mirror = _mirror_with(tmp_path, ml100k_dir, extra_ratings=50)
+    result = _cli_env("run", "--data-dir", "data", cwd=tmp_path, MOVIELENS_MIRROR=str(mirror))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    first = next(line for line in result.stderr.splitlines() if line.startswith("inttower: error"))
+    assert "u.data" in first and "duplicate rating" in first, result.stderr
+    assert "Traceback" not in result.stderr and last
+    assert not (tmp_path / "data" / "02_validated").exists()
+
+
+def test_a_truncated_artifact_is_one_line_and_nothing_downstream(
+    tmp_path: Path, ml100k_dir: Path
+) -> None:
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    mirror = _mirror_with(tmp_path, ml100k_dir)
+    env = {"MOVIELENS_MIRROR": str(mirror)}
+    ran = _cli_env("run", "--to", "features", "--data-dir", "data", cwd=tmp_path, **env)
+    assert ran.returncode == 0, ran.stderr
+    events = tmp_path / "data" / "04_features" / "events.parquet"
+    os.truncate(events, events.stat().st_size // 2)
+    result = _cli_env("encoders", "--data-dir", "data", cwd=tmp_path, **env)
+    assert result.returncode == 2
+    (line,) = [row for row in result.stderr.splitlines() if row.startswith("inttower: error")]
+    assert "data/04_features/events.parquet: corrupt or truncated parquet" in line
+    assert line.endswith("rerun `inttower features`")
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "05_encoders").exists()

@@ -1,12 +1,15 @@
 """MovieLens archives: the GroupLens registry, verified downloads and safe extraction.
 
 A dataset ends up extracted as `<downloads_dir>/<name>/`, the same shape a MOVIELENS_MIRROR
-holds, so a downloads folder can itself serve as a mirror.
+holds, so a downloads folder can itself serve as a mirror. Beside it, `<name>.extracted.json`
+records the md5 of the archive and of each file the parser reads, so an extraction edited or
+truncated since is noticed and restored instead of being read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -21,13 +24,13 @@ import zipfile
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, IO, Literal
 
 from tqdm import tqdm
 
 from inttower import __version__
 from inttower.errors import ConfigError, DataSourceError, DownloadError, UnsafeArchiveError
-from inttower.io import atomic_path, file_md5
+from inttower.io import atomic_path, file_md5, write_json
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,9 @@ DATASETS: dict[str, DatasetSpec] = {
     )
 }
 
+MANIFEST_FORMAT = 1
+_NOT_EXTRACTED = "not extracted yet"
+
 _MD5_TOKEN = re.compile(r"\b([0-9a-fA-F]{32})\b")
 _CHUNK = 1 << 20
 
@@ -105,6 +111,72 @@ def is_complete(directory: Path, spec: DatasetSpec) -> bool:
     )
 
 
+def manifest_path(downloads_dir: Path, spec: DatasetSpec) -> Path:
+    """The record of an extraction: beside its folder, which then holds only the archive's files."""
+    return downloads_dir / f"{spec.name}.extracted.json"
+
+
+def _stale(downloads_dir: Path, spec: DatasetSpec, archive_md5: str | None) -> str | None:
+    """Why `<downloads_dir>/<name>/` must not be reused, or None when it may: compared with its
+    manifest, the archive (`archive_md5`, when still present) and every needed file must match."""
+    target = downloads_dir / spec.name
+    if not target.is_dir():
+        return _NOT_EXTRACTED
+    try:
+        manifest = _manifest_json(manifest_path(downloads_dir, spec))
+        recorded = manifest["archive_md5"]
+        files = manifest["files"]
+        if manifest["format"] != MANIFEST_FORMAT:
+            return f"extraction manifest has format {manifest['format']!r}, not {MANIFEST_FORMAT}"
+    except FileNotFoundError:
+        return f"no extraction manifest {manifest_path(downloads_dir, spec).name}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable extraction manifest ({exc.__class__.__name__}: {exc})"
+    if spec.md5 is not None and recorded != spec.md5:
+        return f"extracted from an archive with md5 {recorded}, not the published {spec.md5}"
+    if archive_md5 is not None and archive_md5 != recorded:
+        return f"{spec.archive} changed since extraction (md5 {archive_md5}, manifest {recorded})"
+    for name in spec.files:
+        path = target / name
+        entry = files.get(name) if isinstance(files, dict) else None
+        if not isinstance(entry, dict):
+            return f"{name} is not in the extraction manifest"
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != entry.get("size"):
+            return f"{name} changed since extraction ({size} bytes, manifest {entry.get('size')})"
+        actual = file_md5(path)
+        if actual != entry.get("md5"):
+            return f"{name} changed since extraction (md5 {actual}, manifest {entry.get('md5')})"
+    return None
+
+
+def extracted_archive_md5(downloads_dir: Path | str, spec: DatasetSpec) -> str | None:
+    """The md5 of the archive behind a still-valid extraction in `downloads_dir`, which
+    `fetch_dataset` would reuse without the network; None when it would fetch afresh."""
+    downloads_dir = Path(downloads_dir)
+    archive = downloads_dir / spec.archive
+    archive_md5 = file_md5(archive) if archive.is_file() else None
+    if _stale(downloads_dir, spec, archive_md5) is not None:
+        return None
+    return _recorded_archive_md5(downloads_dir, spec)
+
+
+def _manifest_json(path: Path) -> Any:
+    # plain json: a missing or torn manifest is an ordinary case here (re-extract), not an error
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _recorded_archive_md5(downloads_dir: Path, spec: DatasetSpec) -> str | None:
+    """The archive md5 a manifest holds (checked against the published one when it was written)."""
+    try:
+        recorded = _manifest_json(manifest_path(downloads_dir, spec))["archive_md5"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return recorded if isinstance(recorded, str) else None
+
+
 def fetch_dataset(
     name: str,
     downloads_dir: Path | str,
@@ -117,40 +189,58 @@ def fetch_dataset(
     timeout_s: float = 60.0,
 ) -> Path:
     """Return the extracted dataset folder: from the mirror when given (never the network),
-    else downloaded from GroupLens (or `base_url`), checksum-verified and safely extracted."""
+    else downloaded from GroupLens (or `base_url`), checksum-verified and safely extracted.
+    An earlier extraction is reused only while it still matches its manifest."""
     spec = dataset_spec(name)
     downloads_dir = Path(downloads_dir)
     if mirror is not None:
         return _from_mirror(spec, Path(mirror), downloads_dir)
 
     target = downloads_dir / spec.name
-    if is_complete(target, spec):
-        return target
-    downloads_dir.mkdir(parents=True, exist_ok=True)
-    url = spec.url(base_url)
-    expected = spec.md5 or published_md5(
-        url, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s
-    )
     archive = downloads_dir / spec.archive
-    if not (archive.is_file() and file_md5(archive) == expected):
-        download(
-            url,
-            archive,
-            expected,
-            progress,
-            retries=retries,
-            backoff_s=backoff_s,
-            timeout_s=timeout_s,
-        )
+    archive_md5 = file_md5(archive) if archive.is_file() else None
+    problem = _stale(downloads_dir, spec, archive_md5)
+    if problem is None:
+        return target
+    url = spec.url(base_url)
+    if problem != _NOT_EXTRACTED:
+        log.warning("%s: %s; extracting it again from a verified archive", target, problem)
+    downloads_dir.mkdir(parents=True, exist_ok=True)
+    recorded = _recorded_archive_md5(downloads_dir, spec)
     try:
-        return extract_dataset(archive, spec, downloads_dir)
+        if spec.md5 is None and archive_md5 is not None and archive_md5 == recorded:
+            expected = archive_md5  # the archive the files came from, verified back then: offline
+        else:
+            expected = spec.md5 or published_md5(
+                url, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s
+            )
+        if archive_md5 != expected:
+            download(
+                url,
+                archive,
+                expected,
+                progress,
+                retries=retries,
+                backoff_s=backoff_s,
+                timeout_s=timeout_s,
+            )
+    except DownloadError as exc:
+        if problem == _NOT_EXTRACTED:
+            raise
+        raise DownloadError(
+            f"{target}: {problem}, and no verified archive is left to restore it from: {exc}"
+        ) from None
+    try:
+        return extract_dataset(archive, spec, downloads_dir, archive_md5=expected)
     except (UnsafeArchiveError, DataSourceError):
         # It matched its checksum yet cannot be used: keep nothing of it.
         archive.unlink(missing_ok=True)
         raise
 
 
-def _from_mirror(spec: DatasetSpec, mirror: Path, downloads_dir: Path) -> Path:
+def mirror_source(spec: DatasetSpec, mirror: Path) -> Path:
+    """What a MOVIELENS_MIRROR offers for `spec`: the folder holding the files the parser reads,
+    else the zip; DataSourceError when it holds neither or an incomplete folder."""
     extracted = mirror / spec.name
     if extracted.is_dir():
         # Accept both `<mirror>/ml-10m/ratings.dat` and the zip's own `<mirror>/ml-10m/ml-10M100K/`.
@@ -168,20 +258,29 @@ def _from_mirror(spec: DatasetSpec, mirror: Path, downloads_dir: Path) -> Path:
             f"MOVIELENS_MIRROR holds neither {spec.name}/ nor {spec.archive}; "
             "add one, or unset MOVIELENS_MIRROR to download from GroupLens",
         )
+    return zipped
+
+
+def _from_mirror(spec: DatasetSpec, mirror: Path, downloads_dir: Path) -> Path:
+    source = mirror_source(spec, mirror)
+    if source.is_dir():
+        return source
+    archive_md5 = file_md5(source)
+    expected = spec.md5 or _md5_beside(source)
+    if expected is not None and archive_md5 != expected:
+        raise DownloadError(f"{source}: md5 mismatch: expected {expected}, got {archive_md5}")
     target = downloads_dir / spec.name
-    if is_complete(target, spec):
+    problem = _stale(downloads_dir, spec, archive_md5)
+    if problem is None:
         return target
-    expected = spec.md5 or _md5_beside(zipped)
+    if problem != _NOT_EXTRACTED:
+        log.warning("%s: %s; extracting it again from %s", target, problem, source)
     if expected is None:
         log.warning(
-            "%s: no published md5 known and no %s.md5 beside it; not verified", zipped, zipped.name
+            "%s: no published md5 known and no %s.md5 beside it; not verified", source, source.name
         )
-    else:
-        actual = file_md5(zipped)
-        if actual != expected:
-            raise DownloadError(f"{zipped}: md5 mismatch: expected {expected}, got {actual}")
     downloads_dir.mkdir(parents=True, exist_ok=True)
-    return extract_dataset(zipped, spec, downloads_dir)
+    return extract_dataset(source, spec, downloads_dir, archive_md5=archive_md5)
 
 
 def _md5_beside(archive: Path) -> str | None:
@@ -316,10 +415,28 @@ def _refusal(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def extract_dataset(archive: Path, spec: DatasetSpec, downloads_dir: Path) -> Path:
+def _copy_hashing(source: IO[bytes], destination: Path) -> dict[str, str | int]:
+    """Copy and hash in one pass, so the manifest costs no second read of a big file."""
+    digest = hashlib.md5()
+    size = 0
+    with open(destination, "wb") as out:
+        while block := source.read(_CHUNK):
+            out.write(block)
+            digest.update(block)
+            size += len(block)
+    return {"md5": digest.hexdigest(), "size": size}
+
+
+def extract_dataset(
+    archive: Path, spec: DatasetSpec, downloads_dir: Path, *, archive_md5: str | None = None
+) -> Path:
     """Extract `archive` into `<downloads_dir>/<name>/`, all or nothing: every entry is checked
-    first, files go to a staging folder, and the dataset folder appears only on success."""
+    first, files go to a staging folder, and the dataset folder appears only on success, its
+    manifest last. `archive_md5`: the already verified md5 of `archive`, else it is computed."""
     target = downloads_dir / spec.name
+    manifest = manifest_path(downloads_dir, spec)
+    needed = {(spec.folder, name): name for name in spec.files}
+    hashes: dict[str, dict[str, str | int]] = {}
     try:
         with zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
@@ -339,19 +456,36 @@ def extract_dataset(archive: Path, spec: DatasetSpec, downloads_dir: Path) -> Pa
                         destination.mkdir(parents=True, exist_ok=True)
                         continue
                     destination.parent.mkdir(parents=True, exist_ok=True)
-                    with bundle.open(info) as source, open(destination, "wb") as out:
-                        shutil.copyfileobj(source, out, _CHUNK)
+                    with bundle.open(info) as source:
+                        if parts in needed:
+                            hashes[needed[parts]] = _copy_hashing(source, destination)
+                        else:
+                            with open(destination, "wb") as out:
+                                shutil.copyfileobj(source, out, _CHUNK)
                 root = staging / spec.folder
-                if not is_complete(root, spec):
+                if not is_complete(root, spec) or set(hashes) != set(spec.files):
                     raise DataSourceError(
                         archive, f"archive lacks {spec.folder}/ with {', '.join(spec.files)}"
                     )
+                # Manifest gone first: a crash before the new one is written leaves a folder
+                # that is extracted again next time, never one trusted without a record.
+                manifest.unlink(missing_ok=True)
                 if target.exists():
-                    # An incomplete leftover (files deleted by hand); the archive is the truth.
+                    # A stale or tampered leftover; the archive is the truth.
                     shutil.rmtree(target)
                 os.replace(root, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except zipfile.BadZipFile as exc:
         raise DataSourceError(archive, f"not a valid zip archive ({exc})") from None
+    write_json(
+        {
+            "format": MANIFEST_FORMAT,
+            "dataset": spec.name,
+            "archive": spec.archive,
+            "archive_md5": archive_md5 or file_md5(archive),
+            "files": hashes,
+        },
+        manifest,
+    )
     return target

@@ -113,7 +113,7 @@ def _require_file(path: Path) -> None:
 
 def _decode(raw: bytes, path: Path, legacy: bool, first_line: int = 1) -> str:
     """Text of a file (or of one line, numbered `first_line`); undecodable bytes raise with the
-    line they sit on."""
+    line they sit on. Legacy files are decoded line by line (see `_decode_lines`)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -122,7 +122,7 @@ def _decode(raw: bytes, path: Path, legacy: bool, first_line: int = 1) -> str:
             raise DataSourceError(
                 path, f"undecodable byte 0x{raw[exc.start]:02x}: not valid UTF-8", line=line
             ) from None
-        text = raw.decode("latin-1")
+        text = _decode_lines(raw)
     text = text.removeprefix("\ufeff")
     control = _CONTROL.search(text)
     if control is not None:
@@ -133,6 +133,21 @@ def _decode(raw: bytes, path: Path, legacy: bool, first_line: int = 1) -> str:
             line=line,
         )
     return text
+
+
+def _decode_lines(raw: bytes) -> str:
+    """Each line as UTF-8 where it is valid UTF-8, else as latin-1. Older GroupLens files are
+    latin-1, but a line edited later may be UTF-8; decoding the whole file as latin-1 would turn
+    that line's `é` into `Ã©`. (A latin-1 line that happens to be valid UTF-8, like `Ã©`, reads
+    as UTF-8; real titles have none. A line mixing both encodings stays latin-1.)"""
+    # Both decoders keep every `\n` (an invalid sequence never swallows one), so the three
+    # decodings split into the same lines. A line is valid UTF-8 exactly when dropping and
+    # replacing its invalid bytes give the same text.
+    replaced = pl.Series(raw.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
+    dropped = pl.Series(raw.decode("utf-8", errors="ignore").split("\n"), dtype=pl.String)
+    latin = pl.Series(raw.decode("latin-1").split("\n"), dtype=pl.String)
+    utf8 = replaced == dropped
+    return pl.select(pl.when(utf8).then(replaced).otherwise(latin).str.join("\n")).item()
 
 
 def _check_header(first_line: str, fmt: _Format, path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from inttower.evaluation.metrics import ArrayLike, calibration_table, roc_curve
 from inttower.io import atomic_path
+from inttower.metrics import ArrayLike, calibration_table, roc_curve
 
 MAX_ROC_POINTS = 500
 

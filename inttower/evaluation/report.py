@@ -8,27 +8,24 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from safetensors.torch import load_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from inttower.config import Params
 from inttower.errors import StageInputError
-from inttower.evaluation.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.evaluation.plots import write_calibration_csv, write_roc_csv
-from inttower.features.encoded import EncodedSplit, load_fields, load_split
+from inttower.features.encoded import EncodedSplit, encoded_hashes, load_fields, load_split
 from inttower.features.features import dense_columns
-from inttower.io import read_json, write_json
+from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
+from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
-from inttower.training.device import Precision, select_device
-from inttower.training.train import encoded_hashes, model_card_path, model_path, reproducible
+from inttower.training.device import Precision, reproducible, select_device
 
 logger = logging.getLogger("inttower.evaluation")
 
-EVENTS_TABLE = "events"
 LOGISTIC_MAX_ROWS = 2_000_000
 COLD_KEY = "cold_user"
 
@@ -40,12 +37,12 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     device = select_device(params.train.device)
     precision = Precision.for_device(device, params.train.precision)
     with reproducible(params, device):  # the kernels training validated with: same numbers
-        model = build_model(load_fields(paths.encoded), params.model)
-        model.load_state_dict(load_file(str(model_path(paths))))
+        model = build_model(load_fields(paths["encoded"]), params.model)
+        model.load_state_dict(load_tensors(paths["model.weights"]))
         model.to(device)
-        valid = load_split(paths.encoded, "valid")
+        valid = load_split(paths["encoded"], "valid")
         valid_prob = _probabilities(model, valid, device, precision)
-        test = load_split(paths.encoded, "test")
+        test = load_split(paths["encoded"], "test")
         test_prob = _probabilities(model, test, device, precision)
     bins = params.evaluate.calibration_bins
     cold = test.tensors[COLD_KEY].bool().numpy()
@@ -62,9 +59,9 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         "protocol": params.split.protocol,
         "leaky": params.split.leaky,
     }
-    write_roc_csv(test_labels, test_prob, paths.plots / "roc.csv")
-    write_calibration_csv(test_labels, test_prob, paths.plots / "calibration.csv", bins)
-    write_json(metrics, paths.metrics)  # last: metrics.json present means the stage finished
+    write_roc_csv(test_labels, test_prob, paths["plots.roc"])
+    write_calibration_csv(test_labels, test_prob, paths["plots.calibration"], bins)
+    write_json(metrics, paths["metrics"])  # last: metrics.json present means the stage finished
     logger.info(
         "test auc=%s logloss=%s gauc=%s (cold %s, warm %s)",
         metrics["test"]["auc"],
@@ -83,10 +80,10 @@ def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
     fit on train over every dense feature the models get — what the features are worth without
     any embedding or tower. Under the `paper` protocol the statistics are computed on each
     split's own labels, so the mean ratings measure how much the leak alone is worth."""
-    events = paths.table(paths.features, EVENTS_TABLE)
+    events = paths["features.events"]
     if not events.exists():
         raise StageInputError(f"{events} not found: run the `features` stage first")
-    dense = dense_columns(list(pl.read_parquet_schema(events)))
+    dense = dense_columns(list(read_parquet_schema(events)))
     table = pl.scan_parquet(events).select("split", "label", *dense)
     test = table.filter(pl.col("split") == "test").collect()
     labels = test["label"].to_numpy().astype(np.float64)
@@ -150,12 +147,12 @@ def _probabilities(
 
 
 def _check_lineage(params: Params, paths: Paths) -> None:
-    weights, card_path = model_path(paths), model_card_path(paths)
+    weights, card_path = paths["model.weights"], paths["model.card"]
     for required in (weights, card_path):
         if not required.exists():
             raise StageInputError(f"{required} not found: run the `train` stage first")
     card = read_json(card_path)
-    current = encoded_hashes(paths)
+    current = encoded_hashes(paths["encoded"])
     stale = sorted(
         name for name, digest in card.get("data_md5", {}).items() if current.get(name) != digest
     )

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from inttower.catalog import SPLITS
 from inttower.errors import StageInputError
-from inttower.io import atomic_path, read_json, write_json
+from inttower.io import atomic_path, file_md5, load_tensors, read_json, write_json
 
 FieldKind = Literal["sparse", "sequence", "dense"]
 Tower = Literal["user", "item"]
@@ -18,7 +19,6 @@ Tower = Literal["user", "item"]
 # Tensors that are not model inputs: the label and the keys evaluation groups by.
 LABEL = "label"
 META_TENSORS = ("label", "user_raw", "item_raw", "timestamp", "cold_user")
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,12 @@ def split_path(directory: Path, split: str) -> Path:
     return Path(directory) / f"{split}.safetensors"
 
 
+def encoded_hashes(directory: Path) -> dict[str, str]:
+    """md5 of every encoded file, so a model card names exactly the data it was trained on."""
+    files = [*(split_path(directory, split) for split in SPLITS), fields_path(directory)]
+    return {path.name: file_md5(path) for path in files if path.exists()}
+
+
 def save_split(directory: Path, split: str, tensors: dict[str, torch.Tensor]) -> Path:
     target = split_path(directory, split)
     with atomic_path(target) as temporary:
@@ -94,4 +100,4 @@ def load_split(directory: Path, split: str) -> EncodedSplit:
     path = split_path(directory, split)
     if not path.exists():
         raise StageInputError(f"{path} not found: run the `encode` stage first")
-    return EncodedSplit(fields=load_fields(directory), tensors=load_file(str(path)))
+    return EncodedSplit(fields=load_fields(directory), tensors=load_tensors(path))

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from inttower.io import atomic_path, read_json, write_json
+from inttower.errors import InttowerError
+from inttower.io import atomic_path, load_tensors, read_json, write_json
 
 FORMAT_VERSION = 1
 LATEST = "latest.json"
@@ -115,8 +115,8 @@ def load_checkpoint(
         logger.warning("checkpoint in %s is from other params or data; starting afresh", directory)
         return None
     try:
-        tensors = load_file(str(Path(directory) / meta["tensors"]))
-    except (OSError, SafetensorError) as exc:
+        tensors = load_tensors(Path(directory) / meta["tensors"])
+    except (OSError, InttowerError) as exc:  # missing or torn: not resumable, start afresh
         logger.warning("checkpoint %s unreadable (%s); starting afresh", meta["tensors"], exc)
         return None
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 import torch
 
+from inttower.config import Params
 from inttower.errors import InttowerError
 
 DeviceRequest = Literal["auto", "cpu", "cuda"]
@@ -87,3 +88,21 @@ class Precision:
             return
         with torch.autocast(device_type=self.device.type, dtype=self.dtype):
             yield
+
+
+@contextlib.contextmanager
+def reproducible(params: Params, device: torch.device) -> Iterator[None]:
+    """Seed torch, force deterministic kernels on CPU and pin the thread count; the process-wide
+    settings are put back afterwards so a caller (tests, Dagster) is not left altered."""
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    threads_before = torch.get_num_threads()
+    torch.manual_seed(params.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    if params.train.threads > 0:
+        torch.set_num_threads(params.train.threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        torch.set_num_threads(threads_before)

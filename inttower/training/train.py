@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,9 +14,9 @@ from tqdm import tqdm
 
 from inttower.config import Params
 from inttower.errors import InttowerError
-from inttower.evaluation.metrics import auc, finite_or_none, logloss
-from inttower.features.encoded import fields_path, load_split, split_path
-from inttower.io import atomic_path, file_md5, write_json
+from inttower.features.encoded import encoded_hashes, load_split
+from inttower.io import atomic_path, write_json
+from inttower.metrics import auc, finite_or_none, logloss
 from inttower.models.losses import objective_loss
 from inttower.models.registry import build_model
 from inttower.paths import Paths
@@ -31,7 +28,7 @@ from inttower.training.checkpoint import (
     model_state,
     save_checkpoint,
 )
-from inttower.training.device import Precision, select_device
+from inttower.training.device import Precision, reproducible, select_device
 
 logger = logging.getLogger("inttower.training")
 
@@ -40,37 +37,9 @@ class TrainingError(InttowerError):
     """Training cannot go on (the loss became NaN or infinite)."""
 
 
-MODEL_FILE = "model.safetensors"
-MODEL_CARD = "model_card.json"
-HISTORY_FILE = "train_history.json"
 PREDICT_BATCH = 8192
 # the params a checkpoint depends on: resuming under any other value starts afresh
 CHECKPOINT_KEYS = ["seed", "model", "train"]
-
-
-def encoded_hashes(paths: Paths) -> dict[str, str]:
-    """md5 of every encoded file, so a model card names exactly the data it was trained on."""
-    files = [split_path(paths.encoded, split) for split in ("train", "valid", "test")]
-    files.append(fields_path(paths.encoded))
-    return {path.name: file_md5(path) for path in files if path.exists()}
-
-
-@contextlib.contextmanager
-def reproducible(params: Params, device: torch.device) -> Iterator[None]:
-    """Seed torch, force deterministic kernels on CPU and pin the thread count; the process-wide
-    settings are put back afterwards so a caller (tests, Dagster) is not left altered."""
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
-    threads_before = torch.get_num_threads()
-    torch.manual_seed(params.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    if params.train.threads > 0:
-        torch.set_num_threads(params.train.threads)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(deterministic_before)
-        torch.set_num_threads(threads_before)
 
 
 def train_model(
@@ -82,9 +51,9 @@ def train_model(
     precision = Precision.for_device(device, params.train.precision)
     started = time.perf_counter()
     with reproducible(params, device):
-        train_split = load_split(paths.encoded, "train")
-        valid_split = load_split(paths.encoded, "valid")
-        hashes = encoded_hashes(paths)
+        train_split = load_split(paths["encoded"], "train")
+        valid_split = load_split(paths["encoded"], "valid")
+        hashes = encoded_hashes(paths["encoded"])
         fingerprint = _checkpoint_fingerprint(params, device, hashes)
 
         model = build_model(train_split.fields, params.model).to(device)
@@ -103,6 +72,7 @@ def train_model(
             state, best_state = restored
             logger.info("resuming after epoch %d from %s", state.epoch, paths.checkpoints)
         resumed_from = state.epoch if restored is not None else None
+        epoch_seconds: list[float] = []  # this process's epochs only (the run log's business)
 
         train_data = DeviceSplit(train_split, device)
         valid_data = DeviceSplit(valid_split, device)
@@ -138,15 +108,16 @@ def train_model(
             state.train_seconds += train_seconds
             state.samples_seen += len(train_data)
             seconds = time.perf_counter() - epoch_started
+            # no timings here: history is versioned and must be identical across identical runs
             state.history.append(
                 {
                     "epoch": epoch,
                     "loss": finite_or_none(mean_loss),
                     "valid_auc": finite_or_none(valid_auc),
                     "valid_logloss": finite_or_none(valid_logloss),
-                    "seconds": round(seconds, 4),
                 }
             )
+            epoch_seconds.append(round(seconds, 4))
             save_checkpoint(
                 paths.checkpoints, fingerprint, state, model, optimizer, scaler, best_state
             )
@@ -178,25 +149,29 @@ def train_model(
             "n_valid": len(valid_data),
             "device": str(device),
             "precision": precision.name,
-            "wall_seconds": round(sum(row["seconds"] for row in state.history), 3),
-            "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 1),
             "torch_version": torch.__version__,
-            "resumed_from_epoch": resumed_from,
         }
-        with atomic_path(model_path(paths)) as temporary:
+        with atomic_path(paths["model.weights"]) as temporary:
             save_file(best_state, str(temporary), metadata={"model": params.model.name})
-        write_json(card, model_card_path(paths))
-        write_json(state.history, paths.reports / HISTORY_FILE)
+        write_json(card, paths["model.card"])
+        write_json(state.history, paths["train.history"])
 
     summary_keys = ("best_epoch", "epochs_run", "stopped_early", "n_parameters", "device")
+    samples_per_second = round(state.samples_seen / max(state.train_seconds, 1e-9), 1)
     return {
         **{key: card[key] for key in summary_keys},
+        "precision": precision.name,
         "valid_auc": card["valid"]["auc"],
         "valid_logloss": card["valid"]["logloss"],
-        "samples_per_second": card["samples_per_second"],
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "model_path": str(model_path(paths)),
-        "resumed_from_epoch": resumed_from,
+        "model_path": str(paths["model.weights"]),
+        # facts of this process, not of the model: the run log keeps them (pipeline.TIMING_KEY)
+        "timing": {
+            "samples_per_second": samples_per_second,
+            "train_seconds": round(state.train_seconds, 3),
+            "epoch_seconds": epoch_seconds,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "resumed_from_epoch": resumed_from,
+        },
     }
 
 
@@ -286,12 +261,3 @@ def _has_both_classes(data: DeviceSplit) -> bool:
         return False
     positives = int(data.labels.sum().item())
     return 0 < positives < len(data)
-
-
-def model_path(paths: Paths) -> Path:
-    """Where the trained weights live (the evaluation stage's input)."""
-    return paths.model / MODEL_FILE
-
-
-def model_card_path(paths: Paths) -> Path:
-    return paths.model / MODEL_CARD

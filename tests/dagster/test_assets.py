@@ -246,7 +246,7 @@ def test_run_config_overrides_apply_and_are_recorded(
     defs = build_definitions(params_file, storage)
     result = defs.resolve_job_def("retrain_job").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[asset_key("ingest"), asset_key("validate"), asset_key("split")],
+        asset_selection=[asset_key(name) for name in ("source", "ingest", "validate", "split")],
         run_config={
             "resources": {
                 "params": {"config": {"overrides": {"split.train": 0.7, "split.valid": 0.2}}}

@@ -13,17 +13,27 @@ import pytest
 
 from dagster_project.checks import quality_gate, split_is_chronological
 from dagster_project.definitions import build_definitions
-from dagster_project.resources import ComputeResource, ParamsResource, StorageResource
+from dagster_project.resources import (
+    ComputeResource,
+    ParamsResource,
+    RunContext,
+    StorageResource,
+    run_context,
+)
 
 from .helpers import SMALL_PARAMS, write_params
 
 
-def _resources(root: Path, **params: object) -> dict[str, object]:
-    return {
+def _resources(root: Path, **params: object) -> dict[str, RunContext]:
+    """The run resource a check gets in a real run, built by Dagster from the three it reads."""
+    resources = {
         "params": ParamsResource(path=str(write_params(root / "params.yaml", params))),
         "compute": ComputeResource(),
         "storage": StorageResource(root=str(root), data_dir=str(root / "data")),
+        "run": run_context,
     }
+    with dg.build_resources(resources) as built:
+        return {"run": built.run}
 
 
 def _metrics(path: Path, test_auc: float | None) -> None:
@@ -106,7 +116,7 @@ def test_corrupted_interactions_stop_the_chain_and_name_the_rows(
     )
     assert not result.success
     materialized = [e.materialization.asset_key for e in result.get_asset_materialization_events()]
-    assert materialized == [dg.AssetKey("raw_movielens")]
+    assert materialized == [dg.AssetKey("movielens_source"), dg.AssetKey("raw_movielens")]
     assert not (tmp_path / "data" / "02_validated").exists()
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "schema_valid" and not check.passed

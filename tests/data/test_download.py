@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import stat
 import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from inttower.data.download import (
     DATASETS,
     GROUPLENS_URL,
     fetch_dataset,
+    manifest_path,
     parse_md5,
 )
 from inttower.data.sources import read_dataset
 from inttower.errors import DataSourceError, DownloadError, UnsafeArchiveError
+from inttower.io import read_json
 
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964981247\n"
 MOVIES = b'movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n2,"Heat, The (1995)",Action\n'
@@ -138,7 +141,12 @@ def test_good_archive_is_verified_extracted_and_then_reused(tmp_path: Path, serv
 
     assert folder == downloads / "ml-latest-small"
     assert (folder / "ratings.csv").read_bytes() == RATINGS
-    assert leftovers(downloads) == ["ml-latest-small", "ml-latest-small.zip"]  # no temp files
+    # no temp files; the manifest sits beside the folder, not among the files the parser reads
+    assert leftovers(downloads) == [
+        "ml-latest-small",
+        "ml-latest-small.extracted.json",
+        "ml-latest-small.zip",
+    ]
     assert read_dataset(folder, "ml-latest-small").interactions.height == 2
 
     hits = server.total_hits()
@@ -296,3 +304,175 @@ def test_incomplete_mirror_folder_names_missing_files(tmp_path: Path) -> None:
     (tmp_path / "mirror" / "ml-1m" / "ratings.dat").write_bytes(b"1::1::5::978300760\n")
     with pytest.raises(DataSourceError, match=r"users\.dat"):
         fetch_dataset("ml-1m", tmp_path / "downloads", mirror=tmp_path / "mirror")
+
+
+def zip_of_ml100k(ml100k_dir: Path, path: Path) -> bytes:
+    """A GroupLens-shaped ml-100k.zip (`ml-100k/u.data`, ...) built from the real files."""
+    return make_zip(
+        path, {f"ml-100k/{file.name}": file.read_bytes() for file in sorted(ml100k_dir.iterdir())}
+    )
+
+
+def pin_md5(monkeypatch: pytest.MonkeyPatch, name: str, archive: bytes) -> None:
+    """Our zip is not GroupLens's byte for byte: pin its md5 in place of the published one."""
+    monkeypatch.setitem(DATASETS, name, replace(DATASETS[name], md5=md5(archive)))
+
+
+def flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_extraction_manifest_records_archive_and_parsed_files(
+    tmp_path: Path, ml100k_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    archive = zip_of_ml100k(ml100k_dir, mirror / "ml-100k.zip")
+    pin_md5(monkeypatch, "ml-100k", archive)
+    downloads = tmp_path / "downloads"
+
+    fetch_dataset("ml-100k", downloads, mirror=mirror)
+
+    manifest = read_json(manifest_path(downloads, DATASETS["ml-100k"]))
+    assert manifest["archive_md5"] == md5(archive)
+    assert set(manifest["files"]) == {"u.data", "u.item", "u.user"}
+    u_data = (ml100k_dir / "u.data").read_bytes()
+    assert manifest["files"]["u.data"] == {"md5": md5(u_data), "size": len(u_data)}
+
+
+@pytest.mark.parametrize("tamper", ["flip_byte", "truncate"])
+def test_edited_extraction_is_restored_from_the_verified_archive(
+    tmp_path: Path,
+    ml100k_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tamper: str,
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    archive = zip_of_ml100k(ml100k_dir, mirror / "ml-100k.zip")
+    pin_md5(monkeypatch, "ml-100k", archive)
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-100k", downloads, mirror=mirror)
+    if tamper == "flip_byte":
+        flip_one_byte(folder / "u.data")
+    else:
+        with open(folder / "u.data", "r+b") as handle:
+            handle.truncate(1000)
+
+    with caplog.at_level(logging.WARNING, logger="inttower.data.download"):
+        again = fetch_dataset("ml-100k", downloads, mirror=mirror)
+
+    assert again == folder
+    assert (again / "u.data").read_bytes() == (ml100k_dir / "u.data").read_bytes()
+    assert "u.data changed since extraction" in caplog.text
+    assert read_dataset(again, "ml-100k").interactions.height == 100_000
+
+
+def test_untouched_extraction_is_reused_silently(
+    tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
+    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
+    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+    stamp = (folder / "ratings.csv").stat().st_mtime_ns
+
+    with caplog.at_level(logging.WARNING, logger="inttower.data.download"):
+        assert fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST) == folder
+
+    assert caplog.text == ""
+    assert (folder / "ratings.csv").stat().st_mtime_ns == stamp  # not extracted again
+
+
+def test_edited_download_is_restored_offline_from_its_archive(
+    tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
+    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
+    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+    flip_one_byte(folder / "ratings.csv")
+    hits = server.total_hits()
+
+    with caplog.at_level(logging.WARNING, logger="inttower.data.download"):
+        fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+
+    assert (folder / "ratings.csv").read_bytes() == RATINGS
+    assert "ratings.csv changed since extraction" in caplog.text
+    # The archive still matches the md5 it was verified with: no need to ask GroupLens again.
+    assert server.total_hits() == hits
+
+
+def test_edited_download_without_its_archive_is_downloaded_again(
+    tmp_path: Path, server: Server
+) -> None:
+    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
+    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
+    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+    (downloads / "ml-latest-small.zip").unlink()
+    flip_one_byte(folder / "movies.csv")
+
+    fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+
+    assert (folder / "movies.csv").read_bytes() == MOVIES
+    assert server.hits["/datasets/ml-latest-small.zip"] == 2
+
+
+def test_edited_download_that_cannot_be_restored_says_what_changed(
+    tmp_path: Path, server: Server
+) -> None:
+    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
+    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive), Reply(404))
+    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+    (downloads / "ml-latest-small.zip").unlink()
+    (folder / "ratings.csv").write_bytes(RATINGS[:-1])
+
+    with pytest.raises(DownloadError, match=r"ratings\.csv changed since extraction.*HTTP 404"):
+        fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+
+
+def test_extraction_without_manifest_is_not_trusted(
+    tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
+    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
+    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+    manifest = manifest_path(downloads, DATASETS["ml-latest-small"])
+    manifest.unlink()  # as left by an older version, or a run killed before writing it
+    (folder / "ratings.csv").write_bytes(RATINGS + b"9,9,1.0,964982703\n")
+
+    with caplog.at_level(logging.WARNING, logger="inttower.data.download"):
+        fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+
+    assert "no extraction manifest" in caplog.text
+    assert (folder / "ratings.csv").read_bytes() == RATINGS
+    assert manifest.is_file()
+
+
+def test_replaced_mirror_zip_is_extracted_again(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    first = make_zip(mirror / "ml-latest-small.zip", csv_dataset("ml-latest-small"))
+    (mirror / "ml-latest-small.zip.md5").write_text(md5(first))
+    downloads = tmp_path / "downloads"
+    folder = fetch_dataset("ml-latest-small", downloads, mirror=mirror)
+    newer_ratings = RATINGS + b"2,1,5.0,964982800\n"
+    second = make_zip(
+        mirror / "ml-latest-small.zip",
+        {"ml-latest-small/ratings.csv": newer_ratings, "ml-latest-small/movies.csv": MOVIES},
+    )
+    (mirror / "ml-latest-small.zip.md5").write_text(md5(second))
+
+    assert fetch_dataset("ml-latest-small", downloads, mirror=mirror) == folder
+    assert (folder / "ratings.csv").read_bytes() == newer_ratings

@@ -95,6 +95,50 @@ def test_real_ml100k(ml100k_dir: Path) -> None:
     assert tables.users["gender"].unique().sort().to_list() == ["F", "M"]
 
 
+def test_a_utf8_line_in_real_latin1_u_item_is_not_mojibake(
+    tmp_path: Path, ml100k_dir: Path
+) -> None:
+    directory = tmp_path / "ml-100k"
+    directory.mkdir()
+    for name in ("u.data", "u.user"):  # linked, never copied into the repo
+        (directory / name).symlink_to(ml100k_dir / name)
+    original = (ml100k_dir / "u.item").read_bytes()
+    latin1_line = b"1322|Metisse (Caf\xe9 au Lait) (1993)|"
+    assert latin1_line in original
+    # One line re-saved as UTF-8 (its accents fixed too); every other line stays latin-1.
+    utf8_line = "1322|Métisse (Café au Lait) (1993)|".encode()
+    (directory / "u.item").write_bytes(original.replace(latin1_line, utf8_line))
+
+    titles = dict(read_dataset(directory, "ml-100k").items.select("item_id", "title").iter_rows())
+
+    assert titles[1322] == "Métisse (Café au Lait) (1993)"  # not "MÃ©tisse (CafÃ© au Lait)"
+    assert titles[543] == "Misérables, Les (1995)"  # byte 0xE9, latin-1
+    assert titles[1633] == "Á köldum klaka (Cold Fever) (1994)"
+    assert not any("Ã" in title for title in titles.values())
+
+
+@pytest.mark.parametrize(
+    ("content", "title"),
+    [
+        ("1::Café au Lait (1993)::Comedy\n".encode(), "Café au Lait (1993)"),
+        ("1::Café au Lait (1993)::Comedy\n".encode("latin-1"), "Café au Lait (1993)"),
+        (b"1::Caf\xc3\xa9 (1993)::Comedy\n2::Na\xefve (1993)::Drama\n", "Café (1993)"),
+    ],
+    ids=["utf8-file", "latin1-file", "utf8-line-in-latin1-file"],
+)
+def test_legacy_files_decode_each_line_in_its_own_encoding(
+    tmp_path: Path, content: bytes, title: str
+) -> None:
+    directory = write(
+        tmp_path / "ml-10m",
+        {"ratings.dat": "1::1::4.5::838985046\n", "movies.dat": content},
+    )
+    items = read_dataset(directory, "ml-10m").items
+    assert items["title"][0] == title
+    if items.height == 2:
+        assert items["title"][1] == "Naïve (1993)"
+
+
 def test_ml1m_layout_with_real_users_and_movies(tmp_path: Path, ml1m_meta_dir: Path) -> None:
     directory = tmp_path / "ml-1m"
     directory.mkdir()
@@ -340,6 +384,18 @@ def csv_files(**overrides: bytes | str) -> dict[str, bytes | str]:
             "undecodable byte 0x01: a control character",
         ),
         (
+            "ml-1m",
+            {
+                "ratings.dat": "1::1::5::978300760\n",
+                "users.dat": "1::F::1::10::48067\n",
+                "movies.dat": "1::Café (1995)::Comedy\n".encode()
+                + b"2::Caf\xe9 (1995)::Drama\n3::Bad\x01Title (1995)::Drama\n",
+            },
+            "movies.dat",
+            3,
+            "undecodable byte 0x01: a control character",
+        ),
+        (
             "ml-100k",
             {**ml100k_files(), "u.data": "1\t10\t5\t881250949\n1\t10.5\t5\t881250949\n"},
             "u.data",
@@ -369,6 +425,7 @@ def csv_files(**overrides: bytes | str) -> dict[str, bytes | str]:
         "too-many-dat-fields",
         "unknown-occupation",
         "control-byte-in-latin1-title",
+        "control-byte-after-mixed-encoding-lines",
         "fractional-id",
         "bad-genre-flag",
     ],

@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 
 from inttower.errors import StageInputError
-from inttower.evaluation.metrics import auc
 from inttower.evaluation.report import evaluate_model
 from inttower.features.encoded import load_split
+from inttower.metrics import auc
 from inttower.paths import Paths
 from inttower.training.train import train_model
 from tests.training.helpers import tiny_params, write_tiny_project
@@ -26,13 +26,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Paths:
 
 def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
     returned = evaluate_model(tiny_params(), trained)
-    written = json.loads(trained.metrics.read_text())
+    written = json.loads(trained["metrics"].read_text())
     assert written == returned
     for block in ("test", "valid", "test_cold", "test_warm"):
         assert set(written[block]) == BLOCK_KEYS, block
     assert isinstance(written["test"]["auc"], float)
     assert isinstance(written["test"]["logloss"], float)
-    assert written["test"]["n"] == len(load_split(trained.encoded, "test"))
+    assert written["test"]["n"] == len(load_split(trained["encoded"], "test"))
     assert written["test_cold"]["n"] + written["test_warm"]["n"] == written["test"]["n"]
     assert written["test_cold"]["n"] > 0 and written["test_warm"]["n"] > 0
     assert set(written["baselines"]) == {
@@ -50,14 +50,14 @@ def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
 
 def test_valid_metrics_agree_with_the_training_run(trained: Paths) -> None:
     metrics = evaluate_model(tiny_params(), trained)
-    card = json.loads((trained.model / "model_card.json").read_text())
+    card = json.loads(trained["model.card"].read_text())
     assert metrics["valid"]["auc"] == pytest.approx(card["valid"]["auc"], abs=1e-12)
     assert metrics["valid"]["logloss"] == pytest.approx(card["valid"]["logloss"], abs=1e-12)
 
 
 def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:
     metrics = evaluate_model(tiny_params(), trained)
-    events = pl.read_parquet(trained.features / "events.parquet").filter(pl.col("split") == "test")
+    events = pl.read_parquet(trained["features.events"]).filter(pl.col("split") == "test")
     expected = auc(events["label"].to_numpy(), events["item_pos_rate"].to_numpy())
     assert metrics["baselines"]["item_pos_rate"]["auc"] == pytest.approx(expected)
     assert metrics["baselines"]["item_pos_rate"]["n"] == events.height
@@ -72,11 +72,11 @@ def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:
 
 def test_plot_data_is_written_for_dvc(trained: Paths) -> None:
     evaluate_model(tiny_params(), trained)
-    roc = pl.read_csv(trained.plots / "roc.csv")
+    roc = pl.read_csv(trained["plots.roc"])
     assert roc.columns == ["fpr", "tpr"] and roc.height <= 500
-    calibration = pl.read_csv(trained.plots / "calibration.csv")
+    calibration = pl.read_csv(trained["plots.calibration"])
     assert calibration.columns == ["bin", "mean_predicted", "fraction_positive", "count"]
-    assert calibration["count"].sum() == len(load_split(trained.encoded, "test"))
+    assert calibration["count"].sum() == len(load_split(trained["encoded"], "test"))
     assert calibration["mean_predicted"].is_between(0, 1).all()
 
 

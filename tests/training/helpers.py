@@ -98,7 +98,7 @@ def write_tiny_project(
     for name in ("train", "valid", "test"):
         rows = split_name == name
         save_split(
-            paths.encoded,
+            paths["encoded"],
             name,
             {
                 "user_id": torch.from_numpy(user_index[rows]).long(),
@@ -113,8 +113,8 @@ def write_tiny_project(
                 "cold_user": torch.from_numpy(cold[rows]),
             },
         )
-    save_fields(paths.encoded, fields)
-    paths.features.mkdir(parents=True, exist_ok=True)
+    save_fields(paths["encoded"], fields)
+    paths["features.events"].parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(
         {
             "split": split_name,
@@ -130,5 +130,5 @@ def write_tiny_project(
             "user_count": np.ones(n_events, dtype=np.int64),
             "item_count": np.ones(n_events, dtype=np.int64),
         }
-    ).write_parquet(paths.table(paths.features, "events"))
+    ).write_parquet(paths["features.events"])
     return paths

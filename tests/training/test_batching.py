@@ -12,7 +12,7 @@ from tests.training.helpers import write_tiny_project
 
 def _train_split(tmp_path: Path) -> DeviceSplit:
     paths = write_tiny_project(tmp_path, n_events=300)
-    return DeviceSplit(load_split(paths.encoded, "train"), torch.device("cpu"))
+    return DeviceSplit(load_split(paths["encoded"], "train"), torch.device("cpu"))
 
 
 def _order(data: DeviceSplit, batch_size: int, seed: int, epoch: int) -> list[int]:

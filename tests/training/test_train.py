@@ -17,26 +17,26 @@ from safetensors.torch import load_file
 import inttower
 import inttower.training.train as train_module
 from inttower.config import Params
-from inttower.evaluation.metrics import auc
 from inttower.features.encoded import load_fields, load_split, save_split
 from inttower.io import file_md5
+from inttower.metrics import auc
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import DeviceSplit, predict_logits
 from inttower.training.device import DeviceError, Precision
-from inttower.training.train import TrainingError, model_card_path, train_model
+from inttower.training.train import TrainingError, train_model
 from tests.training.helpers import tiny_params, write_tiny_project
 
 REPO_ROOT = Path(inttower.__file__).resolve().parents[1]
-HISTORY_KEYS = {"epoch", "loss", "valid_auc", "valid_logloss", "seconds"}
+HISTORY_KEYS = {"epoch", "loss", "valid_auc", "valid_logloss"}
 
 
 def _weights(paths: Paths) -> dict[str, torch.Tensor]:
-    return load_file(str(paths.model / "model.safetensors"))
+    return load_file(str(paths["model.weights"]))
 
 
 def _card(paths: Paths) -> dict:
-    return json.loads((paths.model / "model_card.json").read_text())
+    return json.loads((paths["model.card"]).read_text())
 
 
 def test_training_writes_weights_card_and_history(tmp_path: Path) -> None:
@@ -47,21 +47,23 @@ def test_training_writes_weights_card_and_history(tmp_path: Path) -> None:
     card = _card(paths)
     assert card["best_epoch"] == summary["best_epoch"]
     assert card["params"] == params.model_dump(mode="json")
-    assert card["data_md5"]["train.safetensors"] == file_md5(paths.encoded / "train.safetensors")
+    assert card["data_md5"]["train.safetensors"] == file_md5(paths["encoded.train"])
     assert set(card["data_md5"]) == {
         "train.safetensors", "valid.safetensors", "test.safetensors", "fields.json"
     }  # fmt: skip
     assert card["n_parameters"] == summary["n_parameters"] > 0
     assert card["device"] == "cpu" and card["precision"] == "float32"
     assert card["torch_version"] == torch.__version__
-    assert card["samples_per_second"] > 0 and card["wall_seconds"] > 0
+    timing = summary["timing"]  # facts of the process: in the run log, never in the card
+    assert timing["samples_per_second"] > 0 and timing["wall_seconds"] > 0
+    assert not {"samples_per_second", "wall_seconds", "resumed_from_epoch"} & set(card)
     assert 0.5 < card["valid"]["auc"] <= 1.0  # the biases in the tiny data are learnable
-    history = json.loads((paths.reports / "train_history.json").read_text())
+    history = json.loads(paths["train.history"].read_text())
     assert history == card["history"]
     assert [row["epoch"] for row in history] == list(range(1, summary["epochs_run"] + 1))
     assert all(set(row) == HISTORY_KEYS for row in history)
     assert set(_weights(paths)) == set(
-        build_model(load_fields(paths.encoded), params.model).state_dict()
+        build_model(load_fields(paths["encoded"]), params.model).state_dict()
     )
 
 
@@ -91,11 +93,11 @@ def test_same_seed_gives_bit_identical_weights(tmp_path: Path) -> None:
 def test_cpu_bf16_is_opt_in_trains_and_is_recorded(tmp_path: Path) -> None:
     default = write_tiny_project(tmp_path / "default")
     train_model(tiny_params(), default, progress=False)
-    assert json.loads(model_card_path(default).read_text())["precision"] == "float32"
+    assert json.loads(default["model.card"].read_text())["precision"] == "float32"
 
     paths = write_tiny_project(tmp_path / "bf16")
     summary = train_model(tiny_params(**{"train.precision": "bf16"}), paths, progress=False)
-    card = json.loads(model_card_path(paths).read_text())
+    card = json.loads(paths["model.card"].read_text())
     assert card["precision"] == "bfloat16"
     assert summary["valid_auc"] > 0.5
     again = write_tiny_project(tmp_path / "bf16-again")
@@ -112,9 +114,9 @@ def test_process_settings_are_put_back_after_training(tmp_path: Path) -> None:
 
 
 def _valid_auc_of_saved_model(params: Params, paths: Paths) -> float:
-    model = build_model(load_fields(paths.encoded), params.model)
+    model = build_model(load_fields(paths["encoded"]), params.model)
     model.load_state_dict(_weights(paths))
-    valid = DeviceSplit(load_split(paths.encoded, "valid"), torch.device("cpu"))
+    valid = DeviceSplit(load_split(paths["encoded"], "valid"), torch.device("cpu"))
     logits = predict_logits(model, valid, Precision.for_device(torch.device("cpu")))
     return auc(valid.labels, logits)
 
@@ -143,7 +145,7 @@ def test_cuda_requested_without_a_gpu_fails_before_training(
     paths = write_tiny_project(tmp_path)
     with pytest.raises(DeviceError, match="cuda"):
         train_model(tiny_params(**{"train.device": "cuda"}), paths, progress=False)
-    assert not paths.model.exists()
+    assert not paths["model"].exists()
 
 
 def test_a_diverging_loss_stops_with_a_clear_error(
@@ -190,7 +192,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
     expected = train_model(params, straight, progress=False)
 
     killed = write_tiny_project(tmp_path / "killed")
-    batches_per_epoch = math.ceil(len(load_split(killed.encoded, "train")) / 32)
+    batches_per_epoch = math.ceil(len(load_split(killed["encoded"], "train")) / 32)
     kill_at = 2 * batches_per_epoch + batches_per_epoch // 2  # mid epoch 3
     argument = [params.model_dump(mode="json"), str(killed.data), str(killed.reports), kill_at]
     child = subprocess.run(
@@ -201,12 +203,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
         timeout=120,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
-    assert not (killed.model / "model.safetensors").exists()
+    assert not killed["model.weights"].exists()
     checkpoint = json.loads((killed.checkpoints / "latest.json").read_text())
     assert checkpoint["state"]["epoch"] == 2
 
     resumed = train_model(params, killed, resume=True, progress=False)
-    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["timing"]["resumed_from_epoch"] == 2
     for key in ("best_epoch", "epochs_run"):
         assert resumed[key] == expected[key]
     for key in ("valid_auc", "valid_logloss"):
@@ -224,7 +226,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path: Path) -> None:
     first = train_model(params, paths, progress=False)
     weights, history = _weights(paths), _card(paths)["history"]
     again = train_model(params, paths, resume=True, progress=False)
-    assert again["resumed_from_epoch"] == 2
+    assert again["timing"]["resumed_from_epoch"] == 2
     assert again["epochs_run"] == first["epochs_run"]
     assert _card(paths)["history"] == history
     assert all(torch.equal(tensor, _weights(paths)[name]) for name, tensor in weights.items())
@@ -236,7 +238,7 @@ def test_resume_under_other_params_starts_afresh(tmp_path: Path) -> None:
     changed = train_model(
         tiny_params(**{"train.epochs": 2, "train.lr": 0.02}), paths, resume=True, progress=False
     )
-    assert changed["resumed_from_epoch"] is None
+    assert changed["timing"]["resumed_from_epoch"] is None
 
 
 def test_without_resume_old_checkpoints_are_discarded(tmp_path: Path) -> None:
@@ -244,7 +246,7 @@ def test_without_resume_old_checkpoints_are_discarded(tmp_path: Path) -> None:
     params = tiny_params(**{"train.epochs": 2})
     train_model(params, paths, progress=False)
     summary = train_model(params, paths, progress=False)
-    assert summary["resumed_from_epoch"] is None
+    assert summary["timing"]["resumed_from_epoch"] is None
     assert summary["epochs_run"] == 2
 
 
@@ -313,8 +315,8 @@ def test_gpu_memory_stays_flat_across_epochs(tmp_path: Path) -> None:
 
 def test_without_validation_rows_the_last_epoch_is_kept(tmp_path: Path) -> None:
     paths = write_tiny_project(tmp_path)
-    valid = load_split(paths.encoded, "valid")
-    save_split(paths.encoded, "valid", {name: t[:0] for name, t in valid.tensors.items()})
+    valid = load_split(paths["encoded"], "valid")
+    save_split(paths["encoded"], "valid", {name: t[:0] for name, t in valid.tensors.items()})
     summary = train_model(tiny_params(**{"train.patience": 1}), paths, progress=False)
     assert summary["epochs_run"] == summary["best_epoch"] == 3
     assert summary["valid_auc"] is None

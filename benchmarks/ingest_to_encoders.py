@@ -23,7 +23,7 @@ from typing import Any
 
 from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
 
-STAGES = ["ingest", "validate", "split", "features", "encoders"]
+STAGES = ["source", "ingest", "validate", "split", "features", "encoders"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from typing import Any
 from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_STAGES = ["ingest", "validate", "split", "features", "encoders", "encode"]
+DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", "encode"]
 
 SPLITS: dict[str, tuple[str, dict[str, Any]]] = {
     "temporal": ("temporal 80/10/10 (default)", {}),

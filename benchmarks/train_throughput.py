@@ -22,7 +22,7 @@ from pathlib import Path
 from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_STAGES = ["ingest", "validate", "split", "features", "encoders", "encode"]
+DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", "encode"]
 
 
 def _rss_mib() -> tuple[float, float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = [
-    "inttower",
-    "dvc.yaml",
-    "params.yaml",
-    "pyproject.toml",
-    ".dvc/config",
-    ".dvcignore",
-    ".gitignore",
-]
+from tests.helpers import copy_project
+
 SMALL_TRAINING = {
     "train.epochs": 2,
     "train.batch_size": 1024,
@@ -61,14 +52,7 @@ def _set(params_file: Path, updates: dict) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, movielens_mirror) -> Path:
-    repo = tmp_path_factory.mktemp("repo")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, repo / name)
+    repo = copy_project(tmp_path_factory.mktemp("repo"))
     _set(repo / "params.yaml", SMALL_TRAINING)
     _run(["git", "init", "-q"], repo)
     _commit(repo, "init", "--allow-empty")

@@ -29,10 +29,10 @@ from inttower.catalog import RUN_LOCK
 from inttower.config import set_dotted
 from inttower.io import file_md5
 from inttower.pipeline import STAGE_LIST
+from tests.helpers import copy_project
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = (
     "inttower",
     "dvc.yaml",
@@ -100,15 +100,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory, movielens_mirror: Path) -> 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """The project in a git + DVC repo, reproduced once with small params."""
-    repo = tmp_path_factory.mktemp("lineage")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, repo / name)
-    shutil.copy2(ROOT / "params.yaml", repo / "params.yaml")
+    repo = copy_project(tmp_path_factory.mktemp("lineage"))
     _set_params(repo, SMALL)
     _run(["git", "init", "-q"], repo, mirror)
     _run(["dvc", "repro"], repo, mirror)

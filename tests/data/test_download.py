@@ -371,12 +371,17 @@ def test_edited_extraction_is_restored_from_the_verified_archive(
     assert read_dataset(again, "ml-100k").interactions.height == 100_000
 
 
-def test_untouched_extraction_is_reused_silently(
-    tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
-) -> None:
+def _serve_latest_small(tmp_path: Path, server: Server) -> None:
+    """A small ml-latest-small archive and its published md5 on the local server."""
     archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
     server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
     server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+
+
+def test_untouched_extraction_is_reused_silently(
+    tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    _serve_latest_small(tmp_path, server)
     downloads = tmp_path / "downloads"
     folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
     stamp = (folder / "ratings.csv").stat().st_mtime_ns
@@ -391,9 +396,7 @@ def test_untouched_extraction_is_reused_silently(
 def test_edited_download_is_restored_offline_from_its_archive(
     tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
-    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
-    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    _serve_latest_small(tmp_path, server)
     downloads = tmp_path / "downloads"
     folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
     flip_one_byte(folder / "ratings.csv")
@@ -411,9 +414,7 @@ def test_edited_download_is_restored_offline_from_its_archive(
 def test_edited_download_without_its_archive_is_downloaded_again(
     tmp_path: Path, server: Server
 ) -> None:
-    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
-    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
-    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    _serve_latest_small(tmp_path, server)
     downloads = tmp_path / "downloads"
     folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
     (downloads / "ml-latest-small.zip").unlink()
@@ -443,9 +444,7 @@ def test_edited_download_that_cannot_be_restored_says_what_changed(
 def test_extraction_without_manifest_is_not_trusted(
     tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
-    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive))
-    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    _serve_latest_small(tmp_path, server)
     downloads = tmp_path / "downloads"
     folder = fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
     manifest = manifest_path(downloads, DATASETS["ml-latest-small"])

@@ -1,0 +1,30 @@
+"""Shared by the end-to-end tests: a copy of the project as a fresh clone would hold it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# What `dvc repro` needs of a clone: the library, the pipeline, its params and DVC's config.
+PROJECT_FILES = (
+    "inttower",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+)
+
+
+def copy_project(target: Path, names: tuple[str, ...] = PROJECT_FILES) -> Path:
+    """Copy `names` from the project root into `target` (caches left behind)."""
+    for name in names:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target

@@ -91,7 +91,7 @@ def main() -> None:
                     _, train_seconds = _train_epoch(
                         model, optimizer, scaler, precision, train_data, params, epoch, False, None
                     )
-                    valid_auc, _ = _validate(model, valid_data, precision)
+                    valid_auc, _ = _validate(model, valid_data)
                     seconds = time.perf_counter() - started
                     peak, current = _rss_mib()
                     rate = len(train_data) / train_seconds

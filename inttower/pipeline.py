@@ -175,15 +175,9 @@ STAGE_LIST: tuple[Stage, ...] = (
         description="test AUC, logloss, GAUC, calibration; cold/warm users; no-model baselines",
         group="modeling",
         reads=("model", "encoded", "features.events"),
-        # the model is rebuilt from its params, on the configured device
-        params=(
-            "evaluate",
-            "model",
-            "train.device",
-            "train.precision",
-            "train.threads",
-            "split.protocol",
-        ),
+        # the model is rebuilt from its params, on the configured device, and scored in fp32
+        # whatever train.precision trained it
+        params=("evaluate", "model", "train.device", "train.threads", "split.protocol"),
         kinds=("python", "pytorch"),
     ),
 )

@@ -22,7 +22,7 @@ from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, l
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
-from inttower.training.device import Precision, reproducible, select_device
+from inttower.training.device import reproducible, select_device
 
 logger = logging.getLogger("inttower.evaluation")
 
@@ -35,15 +35,14 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     a model whose card names other data or model params, so metrics describe current inputs."""
     _check_lineage(params, paths)
     device = select_device(params.train.device)
-    precision = Precision.for_device(device, params.train.precision)
     with reproducible(params, device):  # the kernels training validated with: same numbers
         model = build_model(load_fields(paths["encoded"]), params.model)
         model.load_state_dict(load_tensors(paths["model.weights"]))
         model.to(device)
         valid = load_split(paths["encoded"], "valid")
-        valid_prob = _probabilities(model, valid, device, precision)
+        valid_prob = _probabilities(model, valid, device)
         test = load_split(paths["encoded"], "test")
-        test_prob = _probabilities(model, test, device, precision)
+        test_prob = _probabilities(model, test, device)
     bins = params.evaluate.calibration_bins
     cold = test.tensors[COLD_KEY].bool().numpy()
     test_labels = test.labels.numpy()
@@ -139,10 +138,8 @@ def _logit(probability: np.ndarray) -> np.ndarray:
     return np.log(clipped) - np.log1p(-clipped)
 
 
-def _probabilities(
-    model: torch.nn.Module, split: EncodedSplit, device: torch.device, precision: Precision
-) -> np.ndarray:
-    logits = predict_logits(model, DeviceSplit(split, device), precision)
+def _probabilities(model: torch.nn.Module, split: EncodedSplit, device: torch.device) -> np.ndarray:
+    logits = predict_logits(model, DeviceSplit(split, device))
     return torch.sigmoid(logits.double()).numpy()  # float64: float32 would tie distinct logits
 
 

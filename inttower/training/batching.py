@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from inttower.features.encoded import EncodedSplit
-from inttower.training.device import Precision
 
 GROUP_KEY = "user_raw"  # RankNet compares items within a user; GAUC groups by the same key
 
@@ -79,17 +78,21 @@ class DeviceSplit:
 
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module, data: DeviceSplit, precision: Precision, batch_size: int = 8192
+    model: torch.nn.Module, data: DeviceSplit, batch_size: int = 8192
 ) -> torch.Tensor:
-    """The model's logits for every row of a split, in row order, as float32 on the CPU."""
+    """The model's logits for every row of a split, in row order, on the CPU: computed in fp32
+    whatever precision trained the model (autocast is switched off even inside a caller's
+    autocast block), so validation, evaluation and comparisons are honest."""
     was_training = model.training
     model.eval()
     try:
         parts = []
-        for batch in data.in_order(batch_size):
-            with precision.autocast():
-                parts.append(model(batch.inputs).logits.float())
-        logits = torch.cat(parts) if parts else torch.zeros(0)
-        return logits.cpu()
+        with torch.autocast(data.device.type, enabled=False):
+            for batch in data.in_order(batch_size):
+                logits = model(batch.inputs).logits
+                if logits.dtype != torch.float32:
+                    raise TypeError(f"evaluation logits must be float32, got {logits.dtype}")
+                parts.append(logits)
+        return (torch.cat(parts) if parts else torch.zeros(0)).cpu()
     finally:
         model.train(was_training)

@@ -95,7 +95,7 @@ def train_model(
                     f"training diverged in epoch {epoch}: mean loss is {mean_loss}; "
                     f"lower train.lr (now {params.train.lr:g})"
                 )
-            valid_auc, valid_logloss = _validate(model, valid_data, precision)
+            valid_auc, valid_logloss = _validate(model, valid_data)
             improved = not monitor_valid or _beats(valid_auc, state.best_auc)
             if improved:
                 state.best_epoch, state.best_auc = epoch, finite_or_none(valid_auc)
@@ -245,12 +245,11 @@ def _checkpoint_fingerprint(params: Params, device: torch.device, hashes: dict[s
     return f"{params.fingerprint(CHECKPOINT_KEYS)}:{device.type}:{data}"
 
 
-def _validate(
-    model: torch.nn.Module, data: DeviceSplit, precision: Precision
-) -> tuple[float, float]:
+def _validate(model: torch.nn.Module, data: DeviceSplit) -> tuple[float, float]:
+    """Validation AUC and logloss, in fp32 (early stopping judges what evaluation will see)."""
     if len(data) == 0:
         return float("nan"), float("nan")
-    logits = predict_logits(model, data, precision, PREDICT_BATCH)
+    logits = predict_logits(model, data, PREDICT_BATCH)
     labels = data.labels.cpu()
     # float64 sigmoid: in float32, distinct logits near ±15 collapse to tied probabilities
     return auc(labels, logits), logloss(labels, torch.sigmoid(logits.double()))

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from inttower.errors import StageInputError
 from inttower.evaluation.report import evaluate_model
-from inttower.features.encoded import load_split
+from inttower.features.encoded import load_fields, load_split
+from inttower.io import load_tensors
 from inttower.metrics import auc
+from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.train import train_model
 from tests.training.helpers import tiny_params, write_tiny_project
@@ -53,6 +56,24 @@ def test_valid_metrics_agree_with_the_training_run(trained: Paths) -> None:
     card = json.loads(trained["model.card"].read_text())
     assert metrics["valid"]["auc"] == pytest.approx(card["valid"]["auc"], abs=1e-12)
     assert metrics["valid"]["logloss"] == pytest.approx(card["valid"]["logloss"], abs=1e-12)
+
+
+def test_a_bf16_trained_model_is_evaluated_in_fp32(tmp_path: Path) -> None:
+    """Trained under bf16 autocast, scored in fp32: the test AUC is that of a plain fp32 pass."""
+    paths = write_tiny_project(tmp_path)
+    params = tiny_params(**{"train.precision": "bf16"})
+    train_model(params, paths, progress=False)
+    metrics = evaluate_model(params, paths)
+    model = build_model(load_fields(paths["encoded"]), params.model)
+    model.load_state_dict(load_tensors(paths["model.weights"]))
+    model.eval()
+    test = load_split(paths["encoded"], "test")
+    with torch.no_grad():
+        fp32 = model(test.inputs()).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(test.inputs()).logits.float()
+    assert fp32.dtype == torch.float32 and not torch.equal(fp32, bf16)
+    assert metrics["test"]["auc"] == pytest.approx(auc(test.labels, fp32), abs=1e-12)
 
 
 def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from inttower.features.encoded import load_split
 from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits
-from inttower.training.device import Precision
 from tests.training.helpers import write_tiny_project
 
 
@@ -62,6 +62,35 @@ class _RowEcho(torch.nn.Module):
 
 def test_predictions_come_back_in_row_order_whatever_the_batch_size(tmp_path: Path) -> None:
     data = _train_split(tmp_path)
-    precision = Precision.for_device(torch.device("cpu"))
-    logits = predict_logits(_RowEcho(), data, precision, batch_size=7)
+    logits = predict_logits(_RowEcho(), data, batch_size=7)
     assert torch.equal(logits, data.inputs["user_pos_rate"])
+
+
+def test_prediction_is_fp32_even_inside_a_callers_bf16_autocast(tmp_path: Path) -> None:
+    """Evaluation never inherits a training precision: the same logits as a plain fp32 pass."""
+    data = _train_split(tmp_path)
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(1, 1)
+
+    class Linear(torch.nn.Module):
+        def forward(self, inputs: dict[str, torch.Tensor]):
+            logits = layer(inputs["user_pos_rate"].float().unsqueeze(1) * 3.7 + 0.1).squeeze(1)
+            return type("Out", (), {"logits": logits})()
+
+    with torch.no_grad():
+        fp32 = Linear()(data.inputs).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            bf16 = Linear()(data.inputs).logits
+        logits = predict_logits(Linear(), data, batch_size=64)
+    assert bf16.dtype == torch.bfloat16 and not torch.equal(bf16.float(), fp32)  # it would differ
+    assert logits.dtype == torch.float32 and torch.equal(logits, fp32)
+
+
+def test_a_model_that_emits_half_logits_is_refused(tmp_path: Path) -> None:
+    class Half(torch.nn.Module):
+        def forward(self, inputs: dict[str, torch.Tensor]):
+            return type("Out", (), {"logits": inputs["user_pos_rate"].half()})()
+
+    with pytest.raises(TypeError, match="float32"):
+        predict_logits(Half(), _train_split(tmp_path))

@@ -23,7 +23,7 @@ from inttower.metrics import auc
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import DeviceSplit, predict_logits
-from inttower.training.device import DeviceError, Precision
+from inttower.training.device import DeviceError
 from inttower.training.train import TrainingError, train_model
 from tests.training.helpers import tiny_params, write_tiny_project
 
@@ -117,7 +117,7 @@ def _valid_auc_of_saved_model(params: Params, paths: Paths) -> float:
     model = build_model(load_fields(paths["encoded"]), params.model)
     model.load_state_dict(_weights(paths))
     valid = DeviceSplit(load_split(paths["encoded"], "valid"), torch.device("cpu"))
-    logits = predict_logits(model, valid, Precision.for_device(torch.device("cpu")))
+    logits = predict_logits(model, valid)
     return auc(valid.labels, logits)
 
 

@@ -96,6 +96,7 @@ class ModelParams(_Strict):
     cir_weight: float = Field(0.1, ge=0)
     cir_temperature: float = Field(0.1, gt=0)
     cir_margin: float = Field(0.0, ge=0)
+    cir_mask_same_user: bool = False  # also mask in-batch negatives of the row's own user
     l2_embedding: float = Field(1e-6, ge=0)
     tower_bias: bool = True
     id_dropout: float = Field(0.0, ge=0, lt=1)

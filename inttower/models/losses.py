@@ -19,20 +19,34 @@ def bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def info_nce(
-    user_repr: Tensor, item_repr: Tensor, labels: Tensor, temperature: float, margin: float
+    user_repr: Tensor,
+    item_repr: Tensor,
+    labels: Tensor,
+    temperature: float,
+    margin: float,
+    items: Tensor | None = None,
+    users: Tensor | None = None,
 ) -> Tensor:
     """CIR: in-batch InfoNCE over positive pairs; row i's positive is item i, other items negatives.
 
     The margin is subtracted from the positive's cosine before dividing by τ, so the positive must
-    beat the negatives by at least that much. Zero when the batch holds fewer than two positives.
+    beat the negatives by at least that much. With raw `items` ids, an off-diagonal column holding
+    the row's own item is no negative (a third of ml-100k's positive pairs would otherwise push a
+    user away from the very item they liked) and is masked out; `users` does the same for columns
+    of the row's own user. Zero when the batch holds fewer than two positives.
     """
     positive = labels > 0.5
     if int(positive.sum()) < 2:
         return user_repr.new_zeros(())
-    users = user_repr[positive]
-    items = item_repr[positive]
-    cosine = users @ items.T
-    cosine = cosine - margin * torch.eye(cosine.shape[0], device=cosine.device, dtype=cosine.dtype)
+    cosine = user_repr[positive] @ item_repr[positive].T
+    eye = torch.eye(cosine.shape[0], device=cosine.device, dtype=torch.bool)
+    cosine = cosine - margin * eye.to(cosine.dtype)
+    same = torch.zeros_like(eye)
+    for ids in (items, users):
+        if ids is not None:
+            chosen = ids[positive]
+            same |= chosen.unsqueeze(1) == chosen.unsqueeze(0)
+    cosine = cosine.masked_fill(same & ~eye, float("-inf"))  # the diagonal stays the positive
     target = torch.arange(cosine.shape[0], device=cosine.device)
     return F.cross_entropy(cosine / temperature, target)
 
@@ -63,11 +77,13 @@ def objective_loss(
     groups: Tensor | None,
     params: ModelParams,
     objective: str,
+    items: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Total = main (bce|ranknet) + cir_weight·CIR + l2_embedding·L2; parts are detached for logs.
 
     CIR is skipped (reported as 0) when cir_weight is 0 or the model has no tower reprs; the L2
-    term is skipped when l2_embedding is 0. `groups` (user ids) is needed only for ranknet.
+    term is skipped when l2_embedding is 0. `groups` (raw user ids) is needed for ranknet and for
+    `cir_mask_same_user`; `items` (raw item ids) masks same-item negatives out of CIR.
     """
     if objective == "bce":
         main = bce_loss(output.logits, labels)
@@ -81,7 +97,13 @@ def objective_loss(
     cir = zero
     if params.cir_weight > 0 and output.user_repr is not None and output.item_repr is not None:
         cir = info_nce(
-            output.user_repr, output.item_repr, labels, params.cir_temperature, params.cir_margin
+            output.user_repr,
+            output.item_repr,
+            labels,
+            params.cir_temperature,
+            params.cir_margin,
+            items=items,
+            users=groups if params.cir_mask_same_user else None,
         )
     l2 = model.embedding_l2() if params.l2_embedding > 0 else zero
     total = main + params.cir_weight * cir + params.l2_embedding * l2

@@ -11,6 +11,7 @@ import torch
 from inttower.features.encoded import EncodedSplit
 
 GROUP_KEY = "user_raw"  # RankNet compares items within a user; GAUC groups by the same key
+ITEM_KEY = "item_raw"
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -25,6 +26,7 @@ class Batch:
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor  # float32, (B,)
     groups: torch.Tensor  # raw user ids, (B,)
+    items: torch.Tensor  # raw item ids, (B,): CIR masks same-item negatives with them
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -38,6 +40,7 @@ class DeviceSplit:
         self.inputs = {name: tensor.to(device) for name, tensor in split.inputs().items()}
         self.labels = split.labels.to(device=device, dtype=torch.float32)
         self.groups = split.tensors[GROUP_KEY].to(device)
+        self.items = split.tensors[ITEM_KEY].to(device)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -48,6 +51,7 @@ class DeviceSplit:
             inputs={name: tensor.index_select(0, index) for name, tensor in self.inputs.items()},
             labels=self.labels.index_select(0, index),
             groups=self.groups.index_select(0, index),
+            items=self.items.index_select(0, index),
         )
 
     def rows(self, start: int, stop: int) -> Batch:
@@ -56,6 +60,7 @@ class DeviceSplit:
             inputs={name: tensor[start:stop] for name, tensor in self.inputs.items()},
             labels=self.labels[start:stop],
             groups=self.groups[start:stop],
+            items=self.items[start:stop],
         )
 
     def n_batches(self, batch_size: int) -> int:

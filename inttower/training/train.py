@@ -220,7 +220,13 @@ def _train_epoch(
             with precision.autocast():
                 output = model(batch.inputs)
                 losses = objective_loss(
-                    model, output, batch.labels, batch.groups, params.model, params.train.objective
+                    model,
+                    output,
+                    batch.labels,
+                    batch.groups,
+                    params.model,
+                    params.train.objective,
+                    items=batch.items,
                 )
             scaler.scale(losses["loss"]).backward()
             scaler.step(optimizer)

@@ -65,6 +65,53 @@ def test_info_nce_is_zero_with_fewer_than_two_positives() -> None:
     assert info_nce(users, users, torch.zeros(4), 0.1, 0.0).item() == 0.0
 
 
+def _naive_masked_info_nce(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    labels: torch.Tensor,
+    item_ids: torch.Tensor,
+    user_ids: torch.Tensor | None,
+    temperature: float,
+) -> float:
+    """Row by row: each positive pair against the other positive pairs' items, skipping every
+    column that holds the row's own item (or, when given, its own user)."""
+    rows = [index for index in range(len(labels)) if labels[index] > 0.5]
+    total = 0.0
+    for i in rows:
+        logits = []
+        for j in rows:
+            same_item = j != i and int(item_ids[j]) == int(item_ids[i])
+            same_user = user_ids is not None and j != i and int(user_ids[j]) == int(user_ids[i])
+            if not (same_item or same_user):
+                logits.append((j == i, float(users[i] @ items[j]) / temperature))
+        positive = next(value for is_diagonal, value in logits if is_diagonal)
+        total += -positive + math.log(sum(math.exp(value) for _, value in logits))
+    return total / len(rows)
+
+
+@pytest.mark.parametrize("mask_users", [False, True])
+def test_cir_never_counts_the_rows_own_item_as_a_negative(mask_users: bool) -> None:
+    generator = torch.Generator().manual_seed(3)
+    users = F.normalize(torch.randn(24, 8, generator=generator), dim=1)
+    items = F.normalize(torch.randn(24, 8, generator=generator), dim=1)
+    labels = (torch.rand(24, generator=generator) < 0.75).float()
+    item_ids = torch.randint(0, 5, (24,), generator=generator)  # many repeats, as in real batches
+    user_ids = torch.randint(0, 6, (24,), generator=generator)
+    chosen_users = user_ids if mask_users else None
+    loss = info_nce(users, items, labels, 0.2, 0.0, items=item_ids, users=chosen_users)
+    expected = _naive_masked_info_nce(users, items, labels, item_ids, chosen_users, 0.2)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    unmasked = info_nce(users, items, labels, 0.2, 0.0)
+    assert loss.item() != pytest.approx(unmasked.item(), rel=1e-3)  # the mask does something
+    assert torch.isfinite(loss)
+
+
+def test_cir_with_unique_items_is_the_unmasked_loss() -> None:
+    users, items, labels, cosine = _three_positives()
+    loss = info_nce(users, items, labels, 0.5, 0.0, items=torch.tensor([7, 8, 9, 10]))
+    assert loss.item() == pytest.approx(_hand_info_nce(cosine, 0.5, 0.0), rel=1e-5)
+
+
 def _naive_ranknet(logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor) -> float:
     total, pairs = 0.0, 0
     for i in range(len(logits)):

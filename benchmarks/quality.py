@@ -53,7 +53,11 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {list(MODELS)}")
     parser.add_argument("--splits", default=",".join(SPLITS), help=f"subset of {list(SPLITS)}")
     parser.add_argument(
-        "--precision", default="bf16", choices=["auto", "fp32", "bf16"], help="train.precision"
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="train.precision (evaluation is fp32 whatever it says; bf16 on a CPU without "
+        "native bf16 is many times slower)",
     )
     parser.add_argument("--json", type=Path, help="also write every run's metrics here")
     parser.add_argument("--set", action="append", default=[], help="extra key=value override")

@@ -74,7 +74,8 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
 
 def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
     """No-model baselines on the test rows of the features table: the item's smoothed positive
-    rate; the user's and item's rates combined additively in logit space; the sum of the user's
+    rate; the user's and item's rates combined additively in logit space, less the train prior's
+    logit (each rate carries it once); the sum of the user's
     and item's mean ratings (a ranking, not a probability: AUC only); and a logistic regression
     fit on train over every dense feature the models get — what the features are worth without
     any embedding or tower. Under the `paper` protocol the statistics are computed on each
@@ -88,7 +89,10 @@ def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
     labels = test["label"].to_numpy().astype(np.float64)
     item_rate = test["item_pos_rate"].to_numpy().astype(np.float64)
     user_rate = test["user_pos_rate"].to_numpy().astype(np.float64)
-    combined = 1.0 / (1.0 + np.exp(-(_logit(user_rate) + _logit(item_rate))))
+    # user and item rates each carry the base rate: add their logits, take the prior out once
+    prior = float(read_json(paths["features.priors"])["positive_rate"])
+    prior_logit = float(_logit(np.array([prior]))[0])
+    combined = 1.0 / (1.0 + np.exp(-(_logit(user_rate) + _logit(item_rate) - prior_logit)))
     mean_ratings = (test["user_mean_rating"] + test["item_mean_rating"]).to_numpy()
     # At most LOGISTIC_MAX_ROWS train rows, an even stride (no sampling seed needed), taken
     # before collecting: the fit stays at seconds and the memory small at 25M events.

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -89,6 +90,24 @@ def test_baselines_score_the_features_tables_test_rows(trained: Paths) -> None:
     linear = metrics["baselines"]["dense_logistic"]
     assert linear["n"] == events.height
     assert linear["auc"] > metrics["baselines"]["item_pos_rate"]["auc"] + 0.01
+
+
+def test_the_rate_logit_baseline_counts_the_prior_once(trained: Paths) -> None:
+    """σ(logit u + logit i − logit prior): each smoothed rate carries the base rate once."""
+    metrics = evaluate_model(tiny_params(), trained)
+    events = pl.read_parquet(trained["features.events"]).filter(pl.col("split") == "test")
+    prior = json.loads(trained["features.priors"].read_text())["positive_rate"]
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        return np.log(p) - np.log1p(-p)
+
+    user, item = (
+        events[name].to_numpy().astype(np.float64) for name in ("user_pos_rate", "item_pos_rate")
+    )
+    probability = 1 / (1 + np.exp(-(logit(user) + logit(item) - logit(np.array(prior)))))
+    labels = events["label"].to_numpy().astype(np.float64)
+    expected = -np.mean(labels * np.log(probability) + (1 - labels) * np.log1p(-probability))
+    assert metrics["baselines"]["user_item_pos_rate_logits"]["logloss"] == pytest.approx(expected)
 
 
 def test_plot_data_is_written_for_dvc(trained: Paths) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -131,4 +132,7 @@ def write_tiny_project(
             "item_count": np.ones(n_events, dtype=np.int64),
         }
     ).write_parquet(paths["features.events"])
+    train_labels = labels[split_name == "train"]
+    priors = {"positive_rate": float(train_labels.mean()), "mean_rating": 3.5}
+    paths["features.priors"].write_text(json.dumps(priors))
     return paths

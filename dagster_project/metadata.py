@@ -265,6 +265,11 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "protocol": summary["protocol"],
         "leaky": summary["leaky"],
         **{f"test_{name}": summary["test"].get(name) for name in ("auc", "logloss", "gauc", "ece")},
+        **{
+            f"test_{name}_uncalibrated": summary["uncalibrated"]["test"].get(name)
+            for name in ("logloss", "ece")
+        },
+        "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
         "metrics": dg.MetadataValue.md(
             md_table(rows, ["rows", "auc", "logloss", "gauc", "ece", "n"])
         ),

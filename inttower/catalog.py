@@ -78,6 +78,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model", "07_model", "folder", "train"),
     Artifact("model.weights", "07_model/model.safetensors", "safetensors", "train", within="model"),
     Artifact("model.card", "07_model/model_card.json", "json", "train", within="model"),
+    Artifact("model.calibration", "07_model/calibration.json", "json", "train", within="model"),
     Artifact("train.history", "train_history.json", "json", "train", "reports", "plot"),
     Artifact("metrics", "metrics.json", "json", "evaluate", "reports", "metric"),
     Artifact("plots", "plots", "folder", "evaluate", "reports", "plot"),

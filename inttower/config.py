@@ -112,6 +112,7 @@ class TrainParams(_Strict):
     objective: Literal["bce", "ranknet"] = "bce"
     patience: int = Field(3, ge=1)
     threads: int = Field(0, ge=0)
+    calibration: Literal["platt", "temperature", "none"] = "platt"
 
 
 class EvaluateParams(_Strict):

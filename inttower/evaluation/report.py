@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from inttower.calibration import Calibration
 from inttower.config import Params
 from inttower.errors import StageInputError
 from inttower.evaluation.plots import write_calibration_csv, write_roc_csv
@@ -40,9 +41,14 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         model.load_state_dict(load_tensors(paths["model.weights"]))
         model.to(device)
         valid = load_split(paths["encoded"], "valid")
-        valid_prob = _probabilities(model, valid, device)
+        valid_logits = _logits(model, valid, device)
         test = load_split(paths["encoded"], "test")
-        test_prob = _probabilities(model, test, device)
+        test_logits = _logits(model, test, device)
+    # what the model serves: its logits through the calibration fit on valid at training time
+    calibration = Calibration.from_json(read_json(paths["model.calibration"]))
+    valid_prob = calibration.probabilities(valid_logits)
+    test_prob = calibration.probabilities(test_logits)
+    identity = Calibration()
     bins = params.evaluate.calibration_bins
     cold = test.tensors[COLD_KEY].bool().numpy()
     test_labels = test.labels.numpy()
@@ -53,6 +59,15 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         "valid": binary_metrics(valid.labels, valid_prob, valid.tensors[GROUP_KEY], bins),
         "test_cold": binary_metrics(test_labels[cold], test_prob[cold], test_users[cold], bins),
         "test_warm": binary_metrics(test_labels[~cold], test_prob[~cold], test_users[~cold], bins),
+        "uncalibrated": {
+            "test": binary_metrics(
+                test_labels, identity.probabilities(test_logits), test_users, bins
+            ),
+            "valid": binary_metrics(
+                valid.labels, identity.probabilities(valid_logits), valid.tensors[GROUP_KEY], bins
+            ),
+        },
+        "calibration": calibration.to_json(),
         "baselines": baseline_metrics(paths),
         "model": params.model.name,
         "protocol": params.split.protocol,
@@ -62,9 +77,13 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     write_calibration_csv(test_labels, test_prob, paths["plots.calibration"], bins)
     write_json(metrics, paths["metrics"])  # last: metrics.json present means the stage finished
     logger.info(
-        "test auc=%s logloss=%s gauc=%s (cold %s, warm %s)",
+        "test auc=%s logloss=%s (uncalibrated %s) ece=%s (uncalibrated %s) gauc=%s "
+        "(cold %s, warm %s)",
         metrics["test"]["auc"],
         metrics["test"]["logloss"],
+        metrics["uncalibrated"]["test"]["logloss"],
+        metrics["test"]["ece"],
+        metrics["uncalibrated"]["test"]["ece"],
         metrics["test"]["gauc"],
         metrics["test_cold"]["auc"],
         metrics["test_warm"]["auc"],
@@ -142,9 +161,8 @@ def _logit(probability: np.ndarray) -> np.ndarray:
     return np.log(clipped) - np.log1p(-clipped)
 
 
-def _probabilities(model: torch.nn.Module, split: EncodedSplit, device: torch.device) -> np.ndarray:
-    logits = predict_logits(model, DeviceSplit(split, device))
-    return torch.sigmoid(logits.double()).numpy()  # float64: float32 would tie distinct logits
+def _logits(model: torch.nn.Module, split: EncodedSplit, device: torch.device) -> np.ndarray:
+    return predict_logits(model, DeviceSplit(split, device)).numpy()
 
 
 def _check_lineage(params: Params, paths: Paths) -> None:

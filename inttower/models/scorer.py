@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from inttower.calibration import Calibration
 from inttower.errors import ConfigError
 from inttower.models.towers import RankingModel, TwoTowerModel, add_tower_biases
 
@@ -84,6 +85,18 @@ class ItemCache:
                 logits.append(add_tower_biases(scores, user.bias, item_bias))
         scores = torch.cat(logits)
         return scores.squeeze(1) if single else scores
+
+    def probabilities(
+        self,
+        user_inputs: dict[str, Tensor],
+        calibration: Calibration,
+        candidates: Tensor | None = None,
+        batch_size: int = 256,
+    ) -> Tensor:
+        """Calibrated click probabilities (float64), as evaluation reports them: the logits of
+        `score` through the calibration fit on validation when the model was trained."""
+        logits = self.score(user_inputs, candidates, batch_size).double()
+        return torch.sigmoid(calibration.scale * logits + calibration.bias)
 
 
 def _rows(inputs: dict[str, Tensor]) -> int:

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from inttower.calibration import fit_calibration
 from inttower.config import Params
 from inttower.errors import InttowerError
 from inttower.features.encoded import encoded_hashes, load_split
@@ -135,6 +136,11 @@ def train_model(
 
         model.load_state_dict(best_state)
         best_row = state.history[state.best_epoch - 1]
+        # post-hoc calibration of the kept weights, on validation only (test stays unseen)
+        valid_logits = predict_logits(model, valid_data, PREDICT_BATCH).numpy()
+        calibration = fit_calibration(
+            valid_logits, valid_data.labels.cpu().numpy(), params.train.calibration
+        )
         card = {
             "model": params.model.name,
             "params": params.model_dump(mode="json"),
@@ -153,6 +159,7 @@ def train_model(
         }
         with atomic_path(paths["model.weights"]) as temporary:
             save_file(best_state, str(temporary), metadata={"model": params.model.name})
+        write_json(calibration.to_json(), paths["model.calibration"])
         write_json(card, paths["model.card"])
         write_json(state.history, paths["train.history"])
 

@@ -55,8 +55,11 @@ def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
 def test_valid_metrics_agree_with_the_training_run(trained: Paths) -> None:
     metrics = evaluate_model(tiny_params(), trained)
     card = json.loads(trained["model.card"].read_text())
-    assert metrics["valid"]["auc"] == pytest.approx(card["valid"]["auc"], abs=1e-12)
-    assert metrics["valid"]["logloss"] == pytest.approx(card["valid"]["logloss"], abs=1e-12)
+    raw = metrics["uncalibrated"]["valid"]  # training validated the raw logits
+    assert raw["auc"] == pytest.approx(card["valid"]["auc"], abs=1e-12)
+    assert raw["logloss"] == pytest.approx(card["valid"]["logloss"], abs=1e-12)
+    assert metrics["valid"]["auc"] == pytest.approx(raw["auc"], abs=1e-12)  # order kept
+    assert metrics["valid"]["logloss"] <= raw["logloss"] + 1e-12  # fit there: never worse
 
 
 def test_a_bf16_trained_model_is_evaluated_in_fp32(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inttower.calibration import Calibration
 from inttower.errors import ConfigError
 from inttower.features.encoded import FieldSpec
 from inttower.models import ItemCache, RankingModel, build_model
@@ -87,3 +88,15 @@ def test_single_tower_model_cannot_be_cached() -> None:
     items, _ = _catalogue_and_users()
     with pytest.raises(ConfigError, match="single-tower"):
         ItemCache.build(model, items)
+
+
+def test_cached_probabilities_are_the_calibrated_ones_evaluation_reports() -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_fields(), tiny_params("inttower", tower_bias=True))
+    items, users = _catalogue_and_users()
+    cache = ItemCache.build(model, items)
+    calibration = Calibration("platt", scale=0.7, bias=0.3, fitted_on=100)
+    probabilities = cache.probabilities(users, calibration)
+    expected = calibration.probabilities(cache.score(users).numpy())
+    assert probabilities.dtype == torch.float64 and probabilities.shape == (5, 11)
+    assert torch.allclose(probabilities, torch.from_numpy(expected), atol=1e-12)

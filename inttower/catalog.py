@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Format = Literal["parquet", "json", "safetensors", "csv", "folder"]
+Format = Literal["parquet", "json", "safetensors", "csv", "png", "folder"]
 Root = Literal["data", "reports"]
 # out: cached by DVC; metric / plot: small files kept in git (DVC `cache: false`)
 Role = Literal["out", "metric", "plot"]
@@ -83,6 +83,15 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("metrics", "metrics.json", "json", "evaluate", "reports", "metric"),
     Artifact("plots", "plots", "folder", "evaluate", "reports", "plot"),
     Artifact("plots.roc", "plots/roc.csv", "csv", "evaluate", "reports", "plot", within="plots"),
+    Artifact(
+        "plots.reliability",
+        "plots/reliability.png",
+        "png",
+        "evaluate",
+        "reports",
+        "plot",
+        within="plots",
+    ),
     Artifact(
         "plots.calibration",
         "plots/calibration.csv",

@@ -54,6 +54,7 @@ def render() -> str:
                 }
             },
             {str(DVC_PATHS["plots.roc"]): {"x": "fpr", "y": "tpr", "title": "Test ROC"}},
+            str(DVC_PATHS["plots.reliability"]),  # an image: `dvc plots show` embeds it
             {
                 str(DVC_PATHS["plots.calibration"]): {
                     "x": "mean_predicted",

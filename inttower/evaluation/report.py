@@ -15,7 +15,11 @@ from sklearn.preprocessing import StandardScaler
 from inttower.calibration import Calibration
 from inttower.config import Params
 from inttower.errors import StageInputError
-from inttower.evaluation.plots import write_calibration_csv, write_roc_csv
+from inttower.evaluation.plots import (
+    write_calibration_csv,
+    write_reliability_png,
+    write_roc_csv,
+)
 from inttower.features.encoded import EncodedSplit, encoded_hashes, load_fields, load_split
 from inttower.features.features import dense_columns
 from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
@@ -75,6 +79,13 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     }
     write_roc_csv(test_labels, test_prob, paths["plots.roc"])
     write_calibration_csv(test_labels, test_prob, paths["plots.calibration"], bins)
+    write_reliability_png(
+        test_labels,
+        test_prob,
+        identity.probabilities(test_logits),
+        paths["plots.reliability"],
+        bins,
+    )
     write_json(metrics, paths["metrics"])  # last: metrics.json present means the stage finished
     logger.info(
         "test auc=%s logloss=%s (uncalibrated %s) ece=%s (uncalibrated %s) gauc=%s "

@@ -5,7 +5,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from inttower.evaluation.plots import downsample, write_calibration_csv, write_roc_csv
+from inttower.evaluation.plots import (
+    downsample,
+    write_calibration_csv,
+    write_reliability_png,
+    write_roc_csv,
+)
 
 
 def test_roc_csv_is_downsampled_but_keeps_both_ends(tmp_path: Path) -> None:
@@ -32,3 +37,13 @@ def test_calibration_csv_lists_non_empty_bins(tmp_path: Path) -> None:
     assert table["bin"].to_list() == [0, 1, 9]
     assert table["count"].sum() == 4
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_the_reliability_diagram_is_a_png_with_stable_bytes(tmp_path: Path) -> None:
+    generator = np.random.default_rng(0)
+    probabilities = generator.random(2000)
+    labels = (generator.random(2000) < probabilities).astype(float)
+    first = write_reliability_png(labels, probabilities, probabilities**2, tmp_path / "a.png")
+    second = write_reliability_png(labels, probabilities, probabilities**2, tmp_path / "b.png")
+    assert first.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert first.read_bytes() == second.read_bytes()  # DVC hashes it: identical runs, same file

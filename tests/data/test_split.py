@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from inttower.config import LabelParams, Params, SplitParams
+from inttower.data.sources import read_dataset
 from inttower.data.split import label_events, split_events, split_summary
 from tests.features.helpers import interactions
 
@@ -14,6 +17,28 @@ def test_labels_drop_threes_and_mark_four_and_five_positive() -> None:
     labelled = label_events(frame, LabelParams())
     assert labelled["rating"].to_list() == [1, 2, 4, 5, 4.5, 2.5]
     assert labelled["label"].to_list() == [0, 0, 1, 1, 1, 0]
+
+
+def test_half_star_ratings_drop_the_neutral_band(tmp_path: Path) -> None:
+    """A half-star CSV layout (ml-latest-small's) read by the real reader: 3 and 3.5 are
+    dropped by default, 4–5 are positives, 0.5–2.5 negatives."""
+    ratings = "userId,movieId,rating,timestamp\n" + "".join(
+        f"1,{item},{rating},{964982703 + item}\n"
+        for item, rating in enumerate([0.5, 2.5, 3.0, 3.5, 4.0, 5.0], start=1)
+    )
+    (tmp_path / "ratings.csv").write_text(ratings)
+    movies = "".join(f"{item},Movie {item} (1995),Drama\n" for item in range(1, 7))
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n" + movies)
+    labelled = label_events(read_dataset(tmp_path, "ml-latest-small").interactions, LabelParams())
+    assert labelled["rating"].to_list() == [0.5, 2.5, 4.0, 5.0]
+    assert labelled["label"].to_list() == [0, 0, 1, 1]
+
+
+def test_whole_star_ml100k_labels_are_the_papers(ml100k_dir: Path) -> None:
+    interactions = read_dataset(ml100k_dir, "ml-100k").interactions
+    labelled = label_events(interactions, LabelParams())
+    assert labelled.height == interactions.filter(pl.col("rating") != 3).height  # no 3.5 there
+    assert labelled["label"].sum() == interactions.filter(pl.col("rating") >= 4).height
 
 
 def test_labels_are_configurable() -> None:

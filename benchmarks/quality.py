@@ -38,6 +38,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "inttower_nocir": ("IntTower (CIR off)", {"model.name": "inttower", "model.cir_weight": 0.0}),
     "dssm": ("DSSM", {"model.name": "dssm"}),
     "dnn": ("DNN (single tower)", {"model.name": "dnn"}),
+    "dcnv2": ("DCN-V2 (single tower, cross + deep)", {"model.name": "dcnv2"}),
 }
 BASELINES = {
     "item_pos_rate": "no model: item positive rate",
@@ -107,6 +108,11 @@ def main() -> None:
                             for block in ("test", "test_cold", "test_warm")
                             for metric in ("auc", "logloss", "gauc")
                         },
+                        "test_ece": metrics["test"]["ece"],
+                        **{
+                            f"raw_test_{metric}": metrics["uncalibrated"]["test"][metric]
+                            for metric in ("logloss", "ece")
+                        },
                     }
                     runs.append(run)
                     print(json.dumps(run), file=sys.stderr, flush=True)
@@ -129,11 +135,13 @@ def _table(
     precision: str,
 ) -> str:
     lines = [
-        f"seeds {','.join(map(str, seeds))}; train.precision={precision}; mean ± std over seeds",
+        f"seeds {','.join(map(str, seeds))}; train.precision={precision}; evaluation in fp32; "
+        "mean ± std over seeds",
         "",
-        "| split | model | test AUC | test logloss | test GAUC | cold-user AUC | warm-user AUC "
-        "| min–max test AUC | best epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| split | model | test AUC | test logloss | test ECE | uncalibrated logloss "
+        "| uncalibrated ECE | test GAUC | cold-user AUC | warm-user AUC | min–max test AUC "
+        "| best epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for split in splits:
         label = SPLITS[split][0]
@@ -143,6 +151,9 @@ def _table(
             lines.append(
                 f"| {label} | {MODELS[model][0]} | {_mean_std(aucs)} "
                 f"| {_mean_std([run['test_logloss'] for run in chosen])} "
+                f"| {_mean_std([run['test_ece'] for run in chosen])} "
+                f"| {_mean_std([run['raw_test_logloss'] for run in chosen])} "
+                f"| {_mean_std([run['raw_test_ece'] for run in chosen])} "
                 f"| {_mean_std([run['test_gauc'] for run in chosen])} "
                 f"| {_mean_std([run['test_cold_auc'] for run in chosen])} "
                 f"| {_mean_std([run['test_warm_auc'] for run in chosen])} "
@@ -155,7 +166,8 @@ def _table(
                 continue
             logloss = "—" if block["logloss"] is None else f"{block['logloss']:.4f}"
             lines.append(
-                f"| {label} | {description} | {block['auc']:.4f} | {logloss} | — | — | — | — | — |"
+                f"| {label} | {description} | {block['auc']:.4f} | {logloss} "
+                "| — | — | — | — | — | — | — | — |"
             )
     return "\n".join(lines)
 

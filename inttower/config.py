@@ -90,7 +90,7 @@ class EncoderParams(_Strict):
 
 
 class ModelParams(_Strict):
-    name: Literal["inttower", "dssm", "dnn"] = "inttower"
+    name: Literal["inttower", "dssm", "dnn", "dcnv2"] = "inttower"
     embedding_dim: int = Field(32, ge=1)
     hidden_units: list[int] = Field([300, 300, 128], min_length=1)
     dropout: float = Field(0.3, ge=0, lt=1)
@@ -103,6 +103,7 @@ class ModelParams(_Strict):
     l2_embedding: float = Field(1e-6, ge=0)
     tower_bias: bool = True
     id_dropout: float = Field(0.0, ge=0, lt=1)
+    cross_layers: int = Field(3, ge=1, le=8)  # dcnv2: cross layers beside the deep network
 
 
 class TrainParams(_Strict):

@@ -1,6 +1,6 @@
-"""Models: IntTower, the DSSM and DNN baselines, their losses, and an item-tower cache."""
+"""Models: IntTower, the DSSM, DNN and DCN-V2 baselines, their losses, and an item-tower cache."""
 
-from inttower.models.baselines import DNN, DSSM
+from inttower.models.baselines import DCNV2, DNN, DSSM
 from inttower.models.losses import bce_loss, info_nce, objective_loss, ranknet_loss
 from inttower.models.registry import MODELS, build_model
 from inttower.models.scorer import ItemCache
@@ -13,6 +13,7 @@ from inttower.models.towers import (
 )
 
 __all__ = [
+    "DCNV2",
     "DNN",
     "DSSM",
     "MODELS",

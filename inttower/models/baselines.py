@@ -1,4 +1,5 @@
-"""Reference models: DSSM (the two-tower floor) and a single-tower DNN (the upper reference)."""
+"""Reference models: DSSM (the two-tower floor), and single-tower DNN and DCN-V2 (the ranking
+models a pre-ranking model is judged against)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,50 @@ class DNN(RankingModel):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, inputs: dict[str, Tensor]) -> ModelOutput:
-        embeddings, dense = self.embedding(inputs)
-        parts = []
-        if embeddings is not None:
-            parts.append(embeddings.flatten(start_dim=1))
-        if dense is not None:
-            parts.append(dense)
-        hidden = self.mlp(torch.cat(parts, dim=1))[-1]
+        hidden = self.mlp(flat_inputs(self.embedding, inputs))[-1]
         return ModelOutput(logits=self.head(hidden).squeeze(1), user_repr=None, item_repr=None)
+
+
+def flat_inputs(embedding: FieldEmbedding, inputs: dict[str, Tensor]) -> Tensor:
+    """Every field of one event side by side: embeddings flattened, then the dense values."""
+    embeddings, dense = embedding(inputs)
+    parts = [] if embeddings is None else [embeddings.flatten(start_dim=1)]
+    return torch.cat([*parts, *([] if dense is None else [dense])], dim=1)
+
+
+class CrossLayer(nn.Module):
+    """DCN-V2's cross: x_{l+1} = x_0 ⊙ (W x_l + b) + x_l, an explicit feature cross per layer."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x0: Tensor, x: Tensor) -> Tensor:
+        return x0 * self.linear(x) + x
+
+
+class DCNV2(RankingModel):
+    """DCN-V2 (Wang et al. 2021), parallel form: a cross network and a deep network over the same
+    single-tower input, concatenated into one logit. The IntTower paper's strongest ranking
+    baseline (MovieLens-1M: 0.8964 AUC vs IntTower's 0.8974)."""
+
+    def __init__(self, fields: list[FieldSpec], params: ModelParams) -> None:
+        super().__init__()
+        self.embedding = FieldEmbedding(fields, params.embedding_dim, params.id_dropout)
+        in_dim = self.embedding.n_embedded * params.embedding_dim + self.embedding.n_dense
+        self.cross = nn.ModuleList(CrossLayer(in_dim) for _ in range(params.cross_layers))
+        self.mlp = MLP(in_dim, list(params.hidden_units), params.dropout)
+        self.head = nn.Linear(in_dim + self.mlp.out_dim, 1)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, inputs: dict[str, Tensor]) -> ModelOutput:
+        x0 = flat_inputs(self.embedding, inputs)
+        crossed = x0
+        for layer in self.cross:
+            crossed = layer(x0, crossed)
+        deep = self.mlp(x0)[-1]
+        logits = self.head(torch.cat([crossed, deep], dim=1)).squeeze(1)
+        return ModelOutput(logits=logits, user_repr=None, item_repr=None)

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from inttower.config import ModelParams
 from inttower.errors import ConfigError
 from inttower.features.encoded import FieldSpec
-from inttower.models.baselines import DNN, DSSM
+from inttower.models.baselines import DCNV2, DNN, DSSM
 from inttower.models.towers import IntTower, RankingModel
 
 MODELS: dict[str, Callable[[list[FieldSpec], ModelParams], RankingModel]] = {
     "inttower": IntTower,
     "dssm": DSSM,
     "dnn": DNN,
+    "dcnv2": DCNV2,
 }
 
 

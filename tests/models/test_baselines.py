@@ -1,4 +1,4 @@
-"""DSSM (learned cosine scale) and the single-tower DNN."""
+"""DSSM (learned cosine scale), the single-tower DNN and DCN-V2."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inttower.models import DNN, DSSM, build_model
-from inttower.models.baselines import DSSM_INITIAL_SCALE
+from inttower.models import DCNV2, DNN, DSSM, build_model
+from inttower.models.baselines import DSSM_INITIAL_SCALE, CrossLayer
 
 from . import planted_problem, random_batch, tiny_fields, tiny_params, train_and_auc
 
@@ -57,3 +57,23 @@ def test_dnn_sees_every_field_and_has_no_tower_reprs() -> None:
 def test_dnn_learns_a_planted_signal() -> None:
     torch.manual_seed(0)
     assert train_and_auc(build_model(tiny_fields(), tiny_params("dnn"))) > 0.8
+
+
+def test_a_cross_layer_is_x0_times_a_linear_map_of_x_plus_x() -> None:
+    layer = CrossLayer(2)
+    with torch.no_grad():
+        layer.linear.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, -1.0]]))
+        layer.linear.bias.copy_(torch.tensor([0.5, 1.0]))
+    x0 = torch.tensor([[2.0, 3.0]])
+    x = torch.tensor([[1.0, -1.0]])
+    # W x + b = [1·1 + 2·(−1) + 0.5, 0·1 − 1·(−1) + 1] = [−0.5, 2]; x0 ⊙ that + x = [0, 5]
+    assert torch.allclose(layer(x0, x), torch.tensor([[0.0, 5.0]]))
+
+
+def test_dcnv2_crosses_every_field_and_learns_a_planted_signal() -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_fields(), tiny_params("dcnv2"))
+    assert isinstance(model, DCNV2) and len(model.cross) == 3
+    output = model(random_batch(tiny_fields(), 5, torch.Generator().manual_seed(0)))
+    assert output.logits.shape == (5,) and output.user_repr is None
+    assert train_and_auc(model) > 0.8

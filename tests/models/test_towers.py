@@ -160,7 +160,7 @@ def test_inttower_learns_a_planted_signal_for_every_seed(seed: int) -> None:
     assert train_and_auc(model) > 0.8
 
 
-@pytest.mark.parametrize("name", ["inttower", "dssm", "dnn"])
+@pytest.mark.parametrize("name", ["inttower", "dssm", "dnn", "dcnv2"])
 def test_models_train_under_mixed_precision_autocast(name: str) -> None:
     # The training loop runs CUDA steps under autocast; bf16 on CPU exercises the same dtype rules.
     torch.manual_seed(0)

@@ -270,6 +270,12 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
             for name in ("logloss", "ece")
         },
         "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
+        # synthetic data only: the generator's own probabilities, the ceiling of any model
+        **(
+            {f"oracle_test_{name}": summary["oracle"][name] for name in ("auc", "logloss")}
+            if summary.get("oracle")
+            else {}
+        ),
         "metrics": dg.MetadataValue.md(
             md_table(rows, ["rows", "auc", "logloss", "gauc", "ece", "n"])
         ),

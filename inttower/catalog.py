@@ -53,6 +53,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("source.fingerprint", "00_source/fingerprint.json", "json", "source"),
     *_tables("ingested", "01_ingested", "ingest"),
     Artifact("ingested.sources", "01_ingested/sources.json", "json", "ingest"),
+    # synthetic data's true rating distribution per event (empty for real data): evaluation only
+    Artifact("ingested.oracle", "01_ingested/oracle.parquet", "parquet", "ingest"),
     *_tables("validated", "02_validated", "validate"),
     Artifact("validation", "validation.json", "json", "validate", "reports", "metric"),
     Artifact("split.events", "03_split/events.parquet", "parquet", "split"),

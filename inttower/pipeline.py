@@ -174,10 +174,10 @@ STAGE_LIST: tuple[Stage, ...] = (
         run=stages.evaluate,
         description="test AUC, logloss, GAUC, calibration; cold/warm users; no-model baselines",
         group="modeling",
-        reads=("model", "encoded", "features.events"),
+        reads=("model", "encoded", "features.events", "ingested.oracle"),
         # the model is rebuilt from its params, on the configured device, and scored in fp32
-        # whatever train.precision trained it
-        params=("evaluate", "model", "train.device", "train.threads", "split.protocol"),
+        # whatever train.precision trained it; `label` turns the oracle's ratings into labels
+        params=("evaluate", "model", "train.device", "train.threads", "split.protocol", "label"),
         kinds=("python", "pytorch"),
     ),
 )

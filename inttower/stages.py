@@ -68,6 +68,10 @@ def ingest(params: Params, paths: Paths) -> dict[str, Any]:
         write_parquet(tables.table(name), paths.table("ingested", name))
     sources = {name: vars(ref) for name, ref in tables.sources.items()}
     write_json({"dataset": params.data.dataset, "sources": sources}, paths["ingested.sources"])
+    from inttower.data.synthetic import empty_oracle
+
+    oracle = tables.oracle if tables.oracle is not None else empty_oracle()
+    write_parquet(oracle, paths["ingested.oracle"])
     return {
         "dataset": params.data.dataset,
         **{f"{name}_rows": tables.table(name).height for name in TABLES},

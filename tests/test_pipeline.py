@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,7 +43,8 @@ def test_edges_follow_the_data() -> None:
     assert STAGES["ingest"].upstream == ("source",)
     assert STAGES["split"].upstream == ("validate",)
     assert STAGES["encode"].upstream == ("features", "encoders")
-    assert set(STAGES["evaluate"].upstream) == {"features", "encode", "train"}
+    # ingest too: the synthetic oracle (never a feature) goes straight to evaluation
+    assert set(STAGES["evaluate"].upstream) == {"ingest", "features", "encode", "train"}
     # a DAG in registry order: every upstream stage comes earlier
     order = [stage.name for stage in STAGE_LIST]
     for stage in STAGE_LIST:
@@ -152,3 +154,26 @@ def test_a_truncated_artifact_is_one_line_and_nothing_downstream(
     assert line.endswith("rerun `inttower features`")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "05_encoders").exists()
+
+
+def test_synthetic_data_reports_the_oracle_beside_the_model(tmp_path: Path) -> None:
+    """The generator's truth, scored on the same test events: the ceiling of the table."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    small = [
+        "data.dataset=synthetic",
+        "data.synthetic.n_users=600",
+        "data.synthetic.n_items=300",
+        "data.synthetic.n_events=20000",
+        "train.epochs=2",
+        "model.hidden_units=[32]",
+        "model.heads=4",
+        "model.head_dim=8",
+    ]
+    args = [arg for pair in small for arg in ("--set", pair)]
+    result = _cli_env("run", "--data-dir", "data", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    oracle = metrics["oracle"]
+    assert oracle["n"] == metrics["test"]["n"]
+    assert metrics["test"]["auc"] < oracle["auc"] + 0.005  # nothing beats the truth
+    assert oracle["logloss"] < metrics["baselines"]["item_pos_rate"]["logloss"]

@@ -38,6 +38,16 @@ RATING_SHARES = np.array([0.056, 0.108, 0.261, 0.349, 0.226])
 COHORTS = 12  # users arrive in waves, so a chronological split meets many new users
 FACTORS = 8
 CHUNK = 2_000_000  # events scored per batch: bounds the memory of the factor gathers
+NOISE_SD = 0.8  # the rating noise: score = the planted mean + N(0, NOISE_SD²)
+# The oracle table: what the generator knew of each event, kept beside the data for evaluation.
+ORACLE_SCHEMA = {
+    "user_id": pl.Int64,
+    "item_id": pl.Int64,
+    "timestamp": pl.Int64,
+    "score_mean": pl.Float64,
+    **{f"cut_{index}": pl.Float64 for index in range(1, len(RATING_SHARES))},
+    "noise_sd": pl.Float64,
+}
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,7 @@ def generate(params: SyntheticParams, seed: int) -> RawTables:
     # Events are finished chunk by chunk so no full-length temporaries pile up.
     timestamp = np.empty(len(user), dtype=np.int64)
     rating = np.empty(len(user), dtype=np.float32)
+    score_mean = np.empty(len(user), dtype=np.float64)
     group = signal.user_group
     cuts: np.ndarray | None = None
     for start in range(0, len(user), CHUNK):
@@ -187,13 +198,14 @@ def generate(params: SyntheticParams, seed: int) -> RawTables:
         arrival = signal.arrival[users]
         spread = events.random(len(users)) ** 3
         timestamp[span] = arrival + ((END - arrival) * spread).astype(np.int64)
-        score = (
+        mean = (
             np.einsum("ij,ij->i", signal.user_factors[users], signal.item_factors[items])
             + signal.item_demographic[items, group[users]]
             + 0.8 * signal.item_quality[items]
             + signal.user_bias[users]
-            + events.normal(0.0, 0.8, len(users)).astype(np.float32)
         )
+        score_mean[span] = mean
+        score = mean + events.normal(0.0, NOISE_SD, len(users)).astype(np.float32)
         if cuts is None:
             # Cut points (from the first chunk) that give MovieLens's rating shares.
             cuts = np.quantile(score, np.cumsum(RATING_SHARES)[:-1]).astype(np.float32)
@@ -204,6 +216,18 @@ def generate(params: SyntheticParams, seed: int) -> RawTables:
     interactions = pl.DataFrame(
         {"user_id": user, "item_id": item, "rating": rating, "timestamp": timestamp}
     )
+    assert cuts is not None
+    oracle = pl.DataFrame(
+        {
+            "user_id": user,
+            "item_id": item,
+            "timestamp": timestamp,
+            "score_mean": score_mean,
+            **{f"cut_{index}": float(cut) for index, cut in enumerate(cuts, start=1)},
+            "noise_sd": NOISE_SD,
+        },
+        schema=ORACLE_SCHEMA,
+    )
     return RawTables(
         interactions=conform(interactions, "interactions"),
         users=_users(signal, seed),
@@ -212,7 +236,35 @@ def generate(params: SyntheticParams, seed: int) -> RawTables:
             name: SourceRef(f"synthetic://seed={seed}", derived=True)
             for name in ("interactions", "users", "items")
         },
+        oracle=oracle,
     )
+
+
+def empty_oracle() -> pl.DataFrame:
+    """The oracle table of a dataset whose truth nobody knows (every real MovieLens)."""
+    return pl.DataFrame(schema=ORACLE_SCHEMA)
+
+
+def oracle_probabilities(
+    oracle: pl.DataFrame, drop_ratings: list[float], positive_threshold: float
+) -> np.ndarray:
+    """P(label = 1 | the event is kept) for each oracle row, from the generator's own model:
+    rating r has probability Φ((c_r − μ)/σ) − Φ((c_{r−1} − μ)/σ) between its cut points, and the
+    label rule keeps ratings outside `drop_ratings` and calls those ≥ the threshold positive. The
+    best any model can do on these events: the ceiling of the quality table."""
+    from scipy.special import ndtr
+
+    mean = oracle["score_mean"].to_numpy()
+    sd = oracle["noise_sd"].to_numpy()
+    cuts = oracle.select(pl.col(r"^cut_\d+$")).to_numpy()
+    bounds = np.column_stack([np.full(len(mean), -np.inf), cuts, np.full(len(mean), np.inf)])
+    below = ndtr((bounds - mean[:, None]) / sd[:, None])
+    per_rating = np.diff(below, axis=1)  # (events, 5 stars)
+    stars = np.arange(1, per_rating.shape[1] + 1, dtype=np.float64)
+    kept = ~np.isin(stars, drop_ratings)
+    positive = kept & (stars >= positive_threshold)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return per_rating[:, positive].sum(axis=1) / per_rating[:, kept].sum(axis=1)
 
 
 def _users(signal: PlantedSignal, seed: int) -> pl.DataFrame:

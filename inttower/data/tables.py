@@ -85,6 +85,8 @@ class RawTables:
     users: pl.DataFrame
     items: pl.DataFrame
     sources: dict[str, SourceRef] = field(default_factory=dict)
+    # synthetic data only: each event's true rating distribution (never a feature; see synthetic)
+    oracle: pl.DataFrame | None = None
 
     def table(self, name: str) -> pl.DataFrame:
         return getattr(self, name)

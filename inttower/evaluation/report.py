@@ -22,7 +22,7 @@ from inttower.evaluation.plots import (
 )
 from inttower.features.encoded import EncodedSplit, encoded_hashes, load_fields, load_split
 from inttower.features.features import dense_columns
-from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
+from inttower.io import load_tensors, read_json, read_parquet, read_parquet_schema, write_json
 from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.models.registry import build_model
 from inttower.paths import Paths
@@ -73,6 +73,7 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         },
         "calibration": calibration.to_json(),
         "baselines": baseline_metrics(paths),
+        "oracle": oracle_metrics(params, paths),
         "model": params.model.name,
         "protocol": params.split.protocol,
         "leaky": params.split.leaky,
@@ -100,6 +101,39 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         metrics["test_warm"]["auc"],
     )
     return metrics
+
+
+def oracle_metrics(params: Params, paths: Paths) -> dict[str, float | int | None] | None:
+    """The generator's own P(label | event) on the test events, when the data is synthetic: the
+    ceiling no model can pass (None for real data, whose truth nobody knows)."""
+    from inttower.data.synthetic import oracle_probabilities
+
+    oracle = read_parquet(paths["ingested.oracle"])
+    if oracle.is_empty():
+        return None
+    keys = ["user_id", "item_id", "timestamp"]
+    test = (
+        pl.scan_parquet(paths["features.events"])
+        .filter(pl.col("split") == "test")
+        .select(*keys, "label")
+        .collect()
+    )
+    joined = test.join(oracle, on=keys, how="left", maintain_order="left")
+    missing = joined["score_mean"].null_count()
+    if missing:
+        raise StageInputError(
+            f"{paths['ingested.oracle']}: {missing} test events have no oracle row; "
+            "rerun `inttower ingest`"
+        )
+    probability = oracle_probabilities(
+        joined, params.label.drop_ratings, params.label.positive_threshold
+    )
+    labels = joined["label"].to_numpy().astype(np.float64)
+    return {
+        "auc": finite_or_none(auc(labels, probability)),
+        "logloss": finite_or_none(logloss(labels, probability)),
+        "n": len(labels),
+    }
 
 
 def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:

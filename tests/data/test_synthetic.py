@@ -95,3 +95,42 @@ def test_a_nearly_full_matrix_still_gets_every_event() -> None:
     tiny = generate(SyntheticParams(n_users=10, n_items=10, n_events=100), seed=1)
     assert tiny.interactions.height == 100
     assert tiny.interactions.select("user_id", "item_id").is_duplicated().sum() == 0
+
+
+def test_the_oracle_knows_each_events_true_label_probability(tables: RawTables) -> None:
+    """The oracle rows are the events, and its probabilities are calibrated on them: among
+    kept events, the share of positives in each probability band is that band's mean."""
+    from inttower.data.synthetic import oracle_probabilities
+
+    oracle = tables.oracle
+    assert oracle is not None and oracle.height == tables.interactions.height
+    keys = ["user_id", "item_id", "timestamp"]
+    joined = tables.interactions.join(oracle, on=keys, how="left", maintain_order="left")
+    kept = joined.filter(pl.col("rating") != 3)
+    probability = oracle_probabilities(kept, [3.0], 4.0)
+    labels = (kept["rating"] >= 4).to_numpy()
+    bands = np.clip((probability * 5).astype(int), 0, 4)
+    for band in range(5):
+        chosen = bands == band
+        if chosen.sum() > 500:
+            assert abs(labels[chosen].mean() - probability[chosen].mean()) < 0.03, band
+    # and it ranks better than any feature could: far above chance
+    from inttower.metrics import auc
+
+    assert auc(labels, probability) > 0.75
+
+
+def test_the_oracle_follows_the_label_rule() -> None:
+    from inttower.data.synthetic import empty_oracle, oracle_probabilities
+
+    row = empty_oracle().vstack(
+        pl.DataFrame(
+            {"user_id": [1], "item_id": [1], "timestamp": [0], "score_mean": [0.0],
+             "cut_1": [-1.0], "cut_2": [-0.5], "cut_3": [0.5], "cut_4": [1.0], "noise_sd": [1.0]},
+            schema=empty_oracle().schema,
+        )
+    )  # fmt: skip
+    # μ = 0, σ = 1: P(≤2) = Φ(−0.5) = P(≥4) by symmetry, so dropping 3 leaves an even chance
+    assert oracle_probabilities(row, [3.0], 4.0)[0] == pytest.approx(0.5)
+    # keeping 3 as a negative: P(≥4) / 1 = 1 − Φ(0.5)
+    assert oracle_probabilities(row, [], 4.0)[0] == pytest.approx(0.3085375, abs=1e-6)

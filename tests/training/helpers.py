@@ -11,6 +11,7 @@ import polars as pl
 import torch
 
 from inttower.config import Params, parse_params
+from inttower.data.synthetic import empty_oracle
 from inttower.features.encoded import FieldSpec, save_fields, save_split
 from inttower.paths import Paths
 
@@ -135,4 +136,6 @@ def write_tiny_project(
     train_labels = labels[split_name == "train"]
     priors = {"positive_rate": float(train_labels.mean()), "mean_rating": 3.5}
     paths["features.priors"].write_text(json.dumps(priors))
+    paths["ingested.oracle"].parent.mkdir(parents=True, exist_ok=True)
+    empty_oracle().write_parquet(paths["ingested.oracle"])  # real-data shaped: no truth known
     return paths

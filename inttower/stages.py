@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from inttower.catalog import SPLITS, TABLES
 from inttower.config import Params
-from inttower.errors import StageInputError
+from inttower.errors import InttowerError, StageInputError
 from inttower.io import read_json, read_parquet, write_json, write_parquet
 from inttower.paths import Paths, mirror_dir
 
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
     from inttower.data.tables import RawTables
 
 log = logging.getLogger("inttower.stages")
-
-
-def _existing(path: Path) -> Path:
-    if not path.exists():
-        raise StageInputError(f"{path} not found: run the stage that produces it first")
-    return path
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -46,7 +40,11 @@ def source(params: Params, paths: Paths) -> dict[str, Any]:
 
     fingerprint = source_fingerprint(params, mirror_dir(), paths.downloads)
     target = paths["source.fingerprint"]
-    if not target.exists() or read_json(target) != fingerprint:
+    try:
+        unchanged = read_json(target) == fingerprint
+    except InttowerError:  # missing, or torn by a killed run: write it afresh
+        unchanged = False
+    if not unchanged:
         write_json(fingerprint, target)  # untouched when equal: mtime too stays as it was
     return fingerprint
 
@@ -56,8 +54,9 @@ def ingest(params: Params, paths: Paths) -> dict[str, Any]:
     the source changed since `source` fingerprinted it, so ingest never outruns its lineage."""
     from inttower.data.fingerprint import source_fingerprint
     from inttower.data.sources import load_raw
+    from inttower.data.synthetic import empty_oracle
 
-    recorded = read_json(_existing(paths["source.fingerprint"]))
+    recorded = read_json(paths["source.fingerprint"])
     if source_fingerprint(params, mirror_dir(), paths.downloads) != recorded:
         raise StageInputError(
             f"{paths['source.fingerprint']}: the source changed since the `source` stage "
@@ -68,8 +67,6 @@ def ingest(params: Params, paths: Paths) -> dict[str, Any]:
         write_parquet(tables.table(name), paths.table("ingested", name))
     sources = {name: vars(ref) for name, ref in tables.sources.items()}
     write_json({"dataset": params.data.dataset, "sources": sources}, paths["ingested.sources"])
-    from inttower.data.synthetic import empty_oracle
-
     oracle = tables.oracle if tables.oracle is not None else empty_oracle()
     write_parquet(oracle, paths["ingested.oracle"])
     return {
@@ -82,7 +79,7 @@ def load_ingested(paths: Paths) -> RawTables:
     """The ingested tables with their provenance, so validation errors name source lines."""
     from inttower.data.tables import RawTables, SourceRef
 
-    recorded = read_json(_existing(paths["ingested.sources"]))["sources"]
+    recorded = read_json(paths["ingested.sources"])["sources"]
     return RawTables(
         **{name: _read(paths.table("ingested", name)) for name in TABLES},
         sources={name: SourceRef(**ref) for name, ref in recorded.items()},

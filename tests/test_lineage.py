@@ -296,17 +296,16 @@ def test_dvc_repro_refuses_a_folder_a_dagster_run_holds(repo: Path, mirror: Path
     _run(["dvc", "repro"], repo, mirror)  # back in step with dvc.lock
 
 
-def test_a_dagster_run_refuses_a_folder_dvc_repro_holds(repo: Path, mirror: Path) -> None:
+def test_a_dagster_run_refuses_a_folder_dvc_repro_holds(
+    repo: Path, mirror: Path, tmp_path: Path
+) -> None:
     """`dvc repro -f` with seed 42 and, while it trains, a Dagster run with seed 7: the Dagster
     run fails at once, naming `dvc repro`; what DVC records is what DVC built."""
     _set_params(repo, {"train.epochs": 30, "train.patience": 30})  # a train stage to catch
+    # its output goes to a file: nobody reads a pipe while it runs, and a full pipe would block it
+    output = open(tmp_path / "repro.log", "w+")  # noqa: SIM115 (closed below, after the wait)
     repro = subprocess.Popen(
-        ["dvc", "repro", "-f"],
-        cwd=repo,
-        env=_env(mirror),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        ["dvc", "repro", "-f"], cwd=repo, env=_env(mirror), stdout=output, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 300
@@ -314,7 +313,7 @@ def test_a_dagster_run_refuses_a_folder_dvc_repro_holds(repo: Path, mirror: Path
             lock = repo / "data" / RUN_LOCK
             if '"dvc_stage": "train"' in (lock.read_text() if lock.exists() else ""):
                 break
-            assert repro.poll() is None, repro.stdout.read() if repro.stdout else ""
+            assert repro.poll() is None, (tmp_path / "repro.log").read_text()
             time.sleep(0.05)
         else:
             pytest.fail("dvc repro never reached its train stage")
@@ -327,10 +326,11 @@ def test_a_dagster_run_refuses_a_folder_dvc_repro_holds(repo: Path, mirror: Path
                 run_config=_overriding(repo, {"seed": 7}),
             )
         )
-        assert repro.wait(timeout=600) == 0, repro.stdout.read() if repro.stdout else ""
+        assert repro.wait(timeout=600) == 0, (tmp_path / "repro.log").read_text()
     finally:
         if repro.poll() is None:
             repro.kill()
+        output.close()
         _set_params(repo, {"train.epochs": SMALL["train.epochs"], "train.patience": 2})
     assert not result.success
     failures = [str(e.event_specific_data) for e in result.all_events if e.is_failure]

@@ -91,11 +91,7 @@ class StorageResource(dg.ConfigurableResource):
 
     def paths(self) -> Paths:
         """The same layered folders the CLI and dvc.yaml use."""
-        if not (self.data_dir or self.reports_dir):
-            return Paths.from_env(self.root)
-        data = Path(self.data_dir) if self.data_dir else Paths.from_env(self.root).data
-        reports = Path(self.reports_dir) if self.reports_dir else None
-        return Paths.for_data(data, self.root, reports)
+        return Paths.choose(self.root, self.data_dir, self.reports_dir)
 
     def dssm_metrics_path(self) -> Path:
         """Where the quality gate looks for a DSSM run's metrics.json."""
@@ -140,13 +136,10 @@ def run_params(params: ParamsResource, compute: ComputeResource) -> RunParams:
 def code_digest() -> str:
     """sha256 over every stage's source files: DVC records their hashes in dvc.lock, so they
     must be what the run executed."""
-    from inttower.pipeline import REPO_ROOT, STAGE_LIST
+    from inttower.pipeline import STAGE_LIST, hash_sources
 
-    digest = hashlib.sha256()
-    for relative in sorted({name for stage in STAGE_LIST for name in stage.code}):
-        digest.update(relative.encode())
-        digest.update((REPO_ROOT / relative).read_bytes())
-    return digest.hexdigest()
+    files = sorted({name for stage in STAGE_LIST for name in stage.code})
+    return hash_sources(hashlib.sha256(), files).hexdigest()
 
 
 def file_digest(path: Path | str) -> str:
@@ -216,7 +209,7 @@ def run_context(init_context: dg.InitResourceContext) -> Iterator[RunContext]:
     storage: StorageResource = init_context.resources.storage
     digest = file_digest(params.path)
     chosen = run_params(params, compute)
-    on_disk = params.load() if not params.overrides else load_params(params.path)
+    on_disk = load_params(params.path)
     changed = tuple(
         sorted(
             key for key in chosen.overrides if on_disk.section(key) != chosen.params.section(key)

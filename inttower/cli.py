@@ -68,10 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _paths(args: argparse.Namespace) -> Paths:
-    if not (args.data_dir or args.reports_dir):
-        return Paths.from_env()
-    data = Path(args.data_dir) if args.data_dir else Paths.from_env().data
-    return Paths.for_data(data, reports=Path(args.reports_dir) if args.reports_dir else None)
+    return Paths.choose(data=args.data_dir, reports=args.reports_dir)
 
 
 def _run_stage(name: str, params: Params, paths: Paths, args: argparse.Namespace) -> dict:

@@ -41,6 +41,20 @@ class Paths:
             reports = root / "reports" if same else data / "reports"
         return cls(data=data, reports=reports)
 
+    @classmethod
+    def choose(
+        cls,
+        root: Path | str = ".",
+        data: Path | str | None = None,
+        reports: Path | str | None = None,
+    ) -> Paths:
+        """Folders named explicitly (a CLI flag, a Dagster resource field) first: with neither,
+        `from_env`; with a data folder, reports follow it unless named too (`for_data`)."""
+        if not (data or reports):
+            return cls.from_env(root)
+        chosen = Path(data) if data else cls.from_env(root).data
+        return cls.for_data(chosen, root, Path(reports) if reports else None)
+
     def __getitem__(self, name: str) -> Path:
         item = catalog.artifact(name)
         return (self.data if item.root == "data" else self.reports) / item.path

@@ -11,7 +11,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -83,10 +83,15 @@ class Stage:
     def code_version(self, params: Params) -> str:
         """Changes when the stage's source files or its params change."""
         digest = hashlib.sha256(params.fingerprint(list(self.params)).encode())
-        for relative in self.code:
-            digest.update(relative.encode())
-            digest.update((REPO_ROOT / relative).read_bytes())
-        return digest.hexdigest()[:16]
+        return hash_sources(digest, self.code).hexdigest()[:16]
+
+
+def hash_sources(digest: Any, relatives: Iterable[str]) -> Any:
+    """Feed each source file (its repo-relative name, then its bytes) into a hashlib digest."""
+    for relative in relatives:
+        digest.update(relative.encode())
+        digest.update((REPO_ROOT / relative).read_bytes())
+    return digest
 
 
 STAGE_LIST: tuple[Stage, ...] = (

@@ -12,7 +12,6 @@ stage depend on every other stage's code.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inttower.catalog import SPLITS, TABLES
@@ -22,15 +21,9 @@ from inttower.io import read_json, read_parquet, write_json, write_parquet
 from inttower.paths import Paths, mirror_dir
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from inttower.data.tables import RawTables
 
 log = logging.getLogger("inttower.stages")
-
-
-def _read(path: Path) -> pl.DataFrame:
-    return read_parquet(path)  # missing: StageInputError; truncated or corrupt: ArtifactError
 
 
 def source(params: Params, paths: Paths) -> dict[str, Any]:
@@ -81,7 +74,7 @@ def load_ingested(paths: Paths) -> RawTables:
 
     recorded = read_json(paths["ingested.sources"])["sources"]
     return RawTables(
-        **{name: _read(paths.table("ingested", name)) for name in TABLES},
+        **{name: read_parquet(paths.table("ingested", name)) for name in TABLES},
         sources={name: SourceRef(**ref) for name, ref in recorded.items()},
     )
 
@@ -102,7 +95,7 @@ def split(params: Params, paths: Paths) -> dict[str, Any]:
     """Label events and split them by time (or by the paper's leaky random split)."""
     from inttower.data.split import label_events, split_events, split_summary
 
-    interactions = _read(paths["validated.interactions"])
+    interactions = read_parquet(paths["validated.interactions"])
     events = split_events(label_events(interactions, params.label), params.split, params.seed)
     write_parquet(events, paths["split.events"])
     summary = {
@@ -123,14 +116,14 @@ def features(params: Params, paths: Paths) -> dict[str, Any]:
         user_attributes,
     )
 
-    validated_items = _read(paths["validated.items"])
+    validated_items = read_parquet(paths["validated.items"])
     events, priors = event_features(
-        _read(paths["split.events"]),
+        read_parquet(paths["split.events"]),
         params.features,
         params.split,
         validated_items if params.features.genre_profile else None,
     )
-    users = user_attributes(_read(paths["validated.users"]))
+    users = user_attributes(read_parquet(paths["validated.users"]))
     items = item_attributes(validated_items)
     write_parquet(events, paths["features.events"])
     write_parquet(users, paths["features.users"])
@@ -144,9 +137,9 @@ def encoders(params: Params, paths: Paths) -> dict[str, Any]:
     from inttower.features.encoders import fit_encoders
 
     fitted = fit_encoders(
-        _read(paths["features.events"]),
-        _read(paths["features.users"]),
-        _read(paths["features.items"]),
+        read_parquet(paths["features.events"]),
+        read_parquet(paths["features.users"]),
+        read_parquet(paths["features.items"]),
         params.encoders,
         leaky_scaler=params.split.leaky,
     )
@@ -164,9 +157,9 @@ def encode(params: Params, paths: Paths) -> dict[str, Any]:
     from inttower.features import encoded as encoded_format
     from inttower.features.encoders import Encoders, encode_events, unknown_shares
 
-    events = _read(paths["features.events"])
-    users = _read(paths["features.users"])
-    items = _read(paths["features.items"])
+    events = read_parquet(paths["features.events"])
+    users = read_parquet(paths["features.users"])
+    items = read_parquet(paths["features.items"])
     fitted = Encoders.load(paths["encoders"])
     train_users = events.filter(pl.col("split") == "train")["user_id"].unique()
     report: dict[str, Any] = {}

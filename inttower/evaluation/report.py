@@ -52,7 +52,9 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     calibration = Calibration.from_json(read_json(paths["model.calibration"]))
     valid_prob = calibration.probabilities(valid_logits)
     test_prob = calibration.probabilities(test_logits)
-    identity = Calibration()
+    raw_valid_prob, raw_test_prob = (
+        Calibration().probabilities(z) for z in (valid_logits, test_logits)
+    )
     bins = params.evaluate.calibration_bins
     cold = test.tensors[COLD_KEY].bool().numpy()
     test_labels = test.labels.numpy()
@@ -64,12 +66,8 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         "test_cold": binary_metrics(test_labels[cold], test_prob[cold], test_users[cold], bins),
         "test_warm": binary_metrics(test_labels[~cold], test_prob[~cold], test_users[~cold], bins),
         "uncalibrated": {
-            "test": binary_metrics(
-                test_labels, identity.probabilities(test_logits), test_users, bins
-            ),
-            "valid": binary_metrics(
-                valid.labels, identity.probabilities(valid_logits), valid.tensors[GROUP_KEY], bins
-            ),
+            "test": binary_metrics(test_labels, raw_test_prob, test_users, bins),
+            "valid": binary_metrics(valid.labels, raw_valid_prob, valid.tensors[GROUP_KEY], bins),
         },
         "calibration": calibration.to_json(),
         "baselines": baseline_metrics(paths),
@@ -80,13 +78,7 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     }
     write_roc_csv(test_labels, test_prob, paths["plots.roc"])
     write_calibration_csv(test_labels, test_prob, paths["plots.calibration"], bins)
-    write_reliability_png(
-        test_labels,
-        test_prob,
-        identity.probabilities(test_logits),
-        paths["plots.reliability"],
-        bins,
-    )
+    write_reliability_png(test_labels, test_prob, raw_test_prob, paths["plots.reliability"], bins)
     write_json(metrics, paths["metrics"])  # last: metrics.json present means the stage finished
     logger.info(
         "test auc=%s logloss=%s (uncalibrated %s) ece=%s (uncalibrated %s) gauc=%s "

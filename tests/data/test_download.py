@@ -318,6 +318,17 @@ def pin_md5(monkeypatch: pytest.MonkeyPatch, name: str, archive: bytes) -> None:
     monkeypatch.setitem(DATASETS, name, replace(DATASETS[name], md5=md5(archive)))
 
 
+def pinned_zip_mirror(
+    tmp_path: Path, ml100k_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, bytes]:
+    """A mirror holding only a real ml-100k.zip whose md5 is the pinned one."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    archive = zip_of_ml100k(ml100k_dir, mirror / "ml-100k.zip")
+    pin_md5(monkeypatch, "ml-100k", archive)
+    return mirror, archive
+
+
 def flip_one_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -327,10 +338,7 @@ def flip_one_byte(path: Path) -> None:
 def test_extraction_manifest_records_archive_and_parsed_files(
     tmp_path: Path, ml100k_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    archive = zip_of_ml100k(ml100k_dir, mirror / "ml-100k.zip")
-    pin_md5(monkeypatch, "ml-100k", archive)
+    mirror, archive = pinned_zip_mirror(tmp_path, ml100k_dir, monkeypatch)
     downloads = tmp_path / "downloads"
 
     fetch_dataset("ml-100k", downloads, mirror=mirror)
@@ -350,10 +358,7 @@ def test_edited_extraction_is_restored_from_the_verified_archive(
     caplog: pytest.LogCaptureFixture,
     tamper: str,
 ) -> None:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    archive = zip_of_ml100k(ml100k_dir, mirror / "ml-100k.zip")
-    pin_md5(monkeypatch, "ml-100k", archive)
+    mirror, archive = pinned_zip_mirror(tmp_path, ml100k_dir, monkeypatch)
     downloads = tmp_path / "downloads"
     folder = fetch_dataset("ml-100k", downloads, mirror=mirror)
     if tamper == "flip_byte":

@@ -7,7 +7,7 @@ JSON. Two mechanisms together make it hold for a whole run:
   under SIGKILL, so a crashed run never blocks the next one;
 - the holder record, which outlives one process when the run is a *session* of several:
   `dvc repro` runs each stage as its own `inttower <stage>` process, so those processes record
-  the `dvc` process (their parent) as the holder. Between two of its stages no process holds the
+  the `dvc` process (their nearest ancestor without DVC_STAGE) as the holder. Between two of its stages no process holds the
   flock, but the record names a live `dvc repro` and every other front end stays out. The record
   is stale once that process is gone (checked by pid and process start time), and is taken over.
 """
@@ -49,6 +49,36 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _parent_of(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _in_stage(pid: int) -> bool:
+    """Whether `pid` was started with DVC_STAGE set: DVC sets it only for its stage commands."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return any(entry.startswith(b"DVC_STAGE=") for entry in environ.split(b"\0"))
+
+
+def _session_pid() -> int:
+    """The `dvc` process this stage belongs to: the nearest ancestor started without
+    DVC_STAGE. DVC runs a stage through `sh -c CMD`, and whether that shell execs the command or
+    waits for it depends on the shell and the command, so the parent may be the shell."""
+    pid = os.getppid()
+    for _ in range(16):
+        parent = _parent_of(pid)
+        if not _in_stage(pid) or parent <= 1:
+            return pid
+        pid = parent
+    return pid
+
+
 def _alive(record: dict[str, Any]) -> bool:
     if record.get("host") != socket.gethostname():
         return True  # another machine's process: we cannot tell, so it holds
@@ -72,7 +102,7 @@ def _command_of(pid: int) -> str:
 def holder_record(description: str | None = None) -> dict[str, Any]:
     """Who is running: this process, or the DVC session whose stage this process is."""
     session = os.environ.get(DVC_STAGE_ENV)
-    pid = os.getppid() if session else os.getpid()
+    pid = _session_pid() if session else os.getpid()
     command = _command_of(pid) if session else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     return {
         "command": description or command,

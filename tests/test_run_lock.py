@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -109,6 +110,19 @@ def test_a_dvc_session_holds_the_folder_between_its_stages(tmp_path: Path) -> No
         [sys.executable, "-c", stage, str(data)], env=_env(DVC_STAGE="evaluate"), check=True
     )
     assert json.loads((data / RUN_LOCK).read_text())["dvc_stage"] == "evaluate"
+
+
+def test_a_stage_run_through_a_shell_that_waits_names_the_dvc_process(tmp_path: Path) -> None:
+    """DVC runs `sh -c CMD`; a shell that does not exec CMD (here: `CMD; true`) stands between
+    the stage and `dvc`. The record names `dvc` (this test), not the shell, which ends with the
+    stage and would leave the folder unheld between two stages."""
+    data = tmp_path / "data"
+    stage = "import sys\nfrom inttower.run_lock import run_lock\nwith run_lock(sys.argv[1]): pass"
+    command = shlex.join([sys.executable, "-c", stage, str(data)]) + "; true"
+    subprocess.run(["sh", "-c", command], env=_env(DVC_STAGE="train"), check=True)
+    record = json.loads((data / RUN_LOCK).read_text())
+    assert record["pid"] == os.getpid(), record
+    assert record["session"] and record["dvc_stage"] == "train"
 
 
 def test_a_session_record_of_a_finished_dvc_process_is_stale(tmp_path: Path) -> None:

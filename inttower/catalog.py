@@ -55,6 +55,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("ingested.sources", "01_ingested/sources.json", "json", "ingest"),
     # synthetic data's true rating distribution per event (empty for real data): evaluation only
     Artifact("ingested.oracle", "01_ingested/oracle.parquet", "parquet", "ingest"),
+    # source rows of the events at or after data.as_of, removed (empty without a cutoff): errors
+    # on the remaining rows still name their source lines
+    Artifact("ingested.removed", "01_ingested/removed_rows.parquet", "parquet", "ingest"),
     *_tables("validated", "02_validated", "validate"),
     Artifact("validation", "validation.json", "json", "validate", "reports", "metric"),
     Artifact("split.events", "03_split/events.parquet", "parquet", "split"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -42,6 +43,46 @@ class SyntheticParams(_Strict):
 class DataParams(_Strict):
     dataset: Literal[DATASETS] = "ml-100k"  # type: ignore[valid-type]
     synthetic: SyntheticParams = SyntheticParams()
+    # the world as it was then: only events strictly before this instant exist for any stage;
+    # kept as a normalized UTC ISO-8601 string (a date means its midnight UTC)
+    as_of: str | None = None
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _as_of_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 1998-03-01 as a date and 1998-03-01 12:00:00 as a datetime
+        if isinstance(value, dt.datetime | dt.date):
+            return value.isoformat()
+        return value
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_instant(cls, value: str | None) -> str | None:
+        return None if value is None else format_instant(parse_instant(value))
+
+    @property
+    def cutoff(self) -> int | None:
+        """`as_of` in unix seconds, the unit of every event timestamp; None: no cutoff."""
+        return None if self.as_of is None else int(parse_instant(self.as_of).timestamp())
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO-8601 date or datetime as an aware UTC datetime (naive means UTC)."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO-8601 date or datetime such as 1998-03-01 or 1998-03-01T12:00:00Z, "
+            f"got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def format_instant(moment: dt.datetime) -> str:
+    """The one spelling of an instant in params and reports: `1998-03-01T00:00:00Z`."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LabelParams(_Strict):

@@ -133,7 +133,7 @@ STAGE_LIST: tuple[Stage, ...] = (
         description="labels (rating 3 dropped) and the chronological train/valid/test split",
         group="preparation",
         reads=("validated.interactions",),
-        params=("seed", "label", "split"),
+        params=("seed", "data.as_of", "label", "split"),
     ),
     Stage(
         name="features",
@@ -170,7 +170,7 @@ STAGE_LIST: tuple[Stage, ...] = (
         description="IntTower (or a baseline) trained with early stopping on validation AUC",
         group="modeling",
         reads=("encoded",),
-        params=("seed", "model", "train"),
+        params=("seed", "data.as_of", "model", "train"),
         kinds=("python", "pytorch"),
     ),
     Stage(
@@ -182,7 +182,15 @@ STAGE_LIST: tuple[Stage, ...] = (
         reads=("model", "encoded", "features.events", "ingested.oracle"),
         # the model is rebuilt from its params, on the configured device, and scored in fp32
         # whatever train.precision trained it; `label` turns the oracle's ratings into labels
-        params=("evaluate", "model", "train.device", "train.threads", "split.protocol", "label"),
+        params=(
+            "data.as_of",
+            "evaluate",
+            "model",
+            "train.device",
+            "train.threads",
+            "split.protocol",
+            "label",
+        ),
         kinds=("python", "pytorch"),
     ),
 )

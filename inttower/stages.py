@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
 from inttower.catalog import SPLITS, TABLES
 from inttower.config import Params
 from inttower.errors import InttowerError, StageInputError
@@ -45,6 +47,7 @@ def source(params: Params, paths: Paths) -> dict[str, Any]:
 def ingest(params: Params, paths: Paths) -> dict[str, Any]:
     """Fetch (mirror or GroupLens) and parse the dataset into the canonical tables; refuses when
     the source changed since `source` fingerprinted it, so ingest never outruns its lineage."""
+    from inttower.data.as_of import before
     from inttower.data.fingerprint import source_fingerprint
     from inttower.data.sources import load_raw
     from inttower.data.synthetic import empty_oracle
@@ -55,16 +58,23 @@ def ingest(params: Params, paths: Paths) -> dict[str, Any]:
             f"{paths['source.fingerprint']}: the source changed since the `source` stage "
             "fingerprinted it (or params.data did); run `source` again"
         )
-    tables = load_raw(params, downloads_dir=paths.downloads, mirror=mirror_dir())
+    loaded = load_raw(params, downloads_dir=paths.downloads, mirror=mirror_dir())
+    tables = before(loaded, params.data.as_of, params.data.cutoff)
     for name in TABLES:
         write_parquet(tables.table(name), paths.table("ingested", name))
-    sources = {name: vars(ref) for name, ref in tables.sources.items()}
-    write_json({"dataset": params.data.dataset, "sources": sources}, paths["ingested.sources"])
+    sources = {name: ref.to_json() for name, ref in tables.sources.items()}
+    record = {"dataset": params.data.dataset, "as_of": params.data.as_of, "sources": sources}
+    write_json(record, paths["ingested.sources"])
     oracle = tables.oracle if tables.oracle is not None else empty_oracle()
     write_parquet(oracle, paths["ingested.oracle"])
+    removed = tables.sources.get("interactions")
+    rows = removed.removed if removed is not None and removed.removed is not None else []
+    write_parquet(pl.DataFrame({"row": rows}, schema={"row": pl.Int64}), paths["ingested.removed"])
     return {
         "dataset": params.data.dataset,
+        "as_of": params.data.as_of,
         **{f"{name}_rows": tables.table(name).height for name in TABLES},
+        "removed_by_as_of": len(rows),
     }
 
 
@@ -73,9 +83,13 @@ def load_ingested(paths: Paths) -> RawTables:
     from inttower.data.tables import RawTables, SourceRef
 
     recorded = read_json(paths["ingested.sources"])["sources"]
+    removed = read_parquet(paths["ingested.removed"])["row"].to_numpy()
     return RawTables(
         **{name: read_parquet(paths.table("ingested", name)) for name in TABLES},
-        sources={name: SourceRef(**ref) for name, ref in recorded.items()},
+        sources={
+            name: SourceRef(**ref, removed=removed if name == "interactions" else None)
+            for name, ref in recorded.items()
+        },
     )
 
 
@@ -99,6 +113,7 @@ def split(params: Params, paths: Paths) -> dict[str, Any]:
     events = split_events(label_events(interactions, params.label), params.split, params.seed)
     write_parquet(events, paths["split.events"])
     summary = {
+        "as_of": params.data.as_of,
         "protocol": params.split.protocol,
         "leaky": params.split.leaky,
         "splits": split_summary(events),
@@ -152,7 +167,6 @@ def encoders(params: Params, paths: Paths) -> dict[str, Any]:
 
 def encode(params: Params, paths: Paths) -> dict[str, Any]:
     """Encode every split with the train-fitted encoders into the tensors training reads."""
-    import polars as pl
 
     from inttower.features import encoded as encoded_format
     from inttower.features.encoders import Encoders, encode_events, unknown_shares

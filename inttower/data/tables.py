@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
@@ -66,14 +67,32 @@ class SourceRef:
     path: str
     first_line: int = 1  # source line of the table's row 0 (2 for CSV files with a header)
     derived: bool = False  # rows were computed (distinct ids, synthetic data), not read as lines
+    # sorted 0-based source rows removed before this table (data.as_of): row i of the table is
+    # then source row i + the number of removed rows before it
+    removed: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def source_row(self, row: int) -> int:
+        """The 0-based source row of table row `row`, counting the rows removed before it."""
+        if self.removed is None or not len(self.removed):
+            return row
+        source = row
+        while True:  # the fixed point of source = row + #removed ≤ source; few steps
+            moved = row + int(np.searchsorted(self.removed, source, side="right"))
+            if moved == source:
+                return source
+            source = moved
 
     def line_of(self, row: int) -> int:
-        return self.first_line + row
+        return self.first_line + self.source_row(row)
+
+    def to_json(self) -> dict[str, object]:
+        """What sources.json records; the removed rows live in their own parquet file."""
+        return {"path": self.path, "first_line": self.first_line, "derived": self.derived}
 
     def locate(self, row: int) -> str:
         """`file:line` of a 0-based row, or `source (row N)` where rows are not lines of a file."""
         if self.derived:
-            return f"{self.path} (row {row + 1})"
+            return f"{self.path} (row {self.source_row(row) + 1})"
         return f"{self.path}:{self.line_of(row)}"
 
 

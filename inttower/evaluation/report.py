@@ -73,6 +73,7 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         "baselines": baseline_metrics(paths),
         "oracle": oracle_metrics(params, paths),
         "model": params.model.name,
+        "as_of": params.data.as_of,
         "protocol": params.split.protocol,
         "leaky": params.split.leaky,
     }

@@ -143,6 +143,7 @@ def train_model(
         )
         card = {
             "model": params.model.name,
+            "as_of": params.data.as_of,
             "params": params.model_dump(mode="json"),
             "data_md5": hashes,
             "best_epoch": state.best_epoch,

@@ -27,11 +27,12 @@ def retrain_schedule(params: Params) -> dg.ScheduleDefinition:
     )
 
 
-# Running by default: it only reacts to materializations someone already started.
+# Stopped by default, as the schedule: switched on, a re-ingest of the raw data would retrain
+# and version on its own; nothing retrains, commits or pushes until a person turns it on.
 follow_upstream_sensor = dg.AutomationConditionSensorDefinition(
     "follow_upstream",
     target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Re-materializes assets whose upstream changed (eager), never past a failed "
     "blocking check",
 )

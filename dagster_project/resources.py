@@ -83,21 +83,10 @@ class StorageResource(dg.ConfigurableResource):
         default=None,
         description=f"Offline MovieLens mirror; default ${MIRROR_ENV}, else GroupLens download.",
     )
-    dssm_metrics: str | None = Field(
-        default=None,
-        description="metrics.json of a DSSM run that the quality gate compares against; "
-        "default <reports>/baselines/dssm/metrics.json (skipped when absent).",
-    )
 
     def paths(self) -> Paths:
         """The same layered folders the CLI and dvc.yaml use."""
         return Paths.choose(self.root, self.data_dir, self.reports_dir)
-
-    def dssm_metrics_path(self) -> Path:
-        """Where the quality gate looks for a DSSM run's metrics.json."""
-        if self.dssm_metrics:
-            return Path(self.dssm_metrics)
-        return self.paths().reports / "baselines" / "dssm" / "metrics.json"
 
     @contextlib.contextmanager
     def mirror_env(self) -> Iterator[None]:

@@ -189,6 +189,16 @@ class ScheduleParams(_Strict):
 class CheckParams(_Strict):
     max_unknown_item_share: float = Field(0.5, ge=0, le=1)
     min_test_auc: float = Field(0.6, ge=0, le=1)
+    # a model must beat the evaluation's own no-model and features-alone baselines on test AUC
+    min_auc_gain_over_rate_logits: float = Field(0.0, ge=-1, le=1)
+    min_auc_gain_over_dense_logistic: float = Field(0.0, ge=-1, le=1)
+
+
+class PromotionParams(_Strict):
+    # a challenger replaces the champion unless it is worse, on the same fresh test window, by
+    # more than these (and it passed every blocking check)
+    max_auc_drop: float = Field(0.002, ge=0, le=1)
+    max_logloss_rise: float = Field(0.002, ge=0)
 
 
 class Params(_Strict):
@@ -203,6 +213,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     schedule: ScheduleParams = ScheduleParams()
     checks: CheckParams = CheckParams()
+    promotion: PromotionParams = PromotionParams()
 
     def section(self, dotted: str) -> Any:
         """The value at a dotted key such as `split.train`, for stage fingerprints."""

@@ -50,10 +50,10 @@ def test_retrain_job_covers_every_asset_and_check() -> None:
     } <= steps
 
 
-def test_automation_sensor_runs_by_default_and_the_schedule_waits_to_be_switched_on() -> None:
+def test_nothing_retrains_until_a_person_switches_it_on() -> None:
     defs = build_definitions()
     assert defs.resolve_sensor_def("follow_upstream").default_status == (
-        dg.DefaultSensorStatus.RUNNING
+        dg.DefaultSensorStatus.STOPPED
     )
     assert defs.resolve_schedule_def("retrain_schedule").default_status == (
         dg.DefaultScheduleStatus.STOPPED

@@ -1,0 +1,68 @@
+"""Whether a trained model may serve: the blocking quality checks against the evaluation's own
+baselines, and the challenger-vs-champion rule on the same test window (TFX's Evaluator
+"blessing": a model is blessed only if it beats the current one on the same data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inttower.config import CheckParams, PromotionParams
+
+RATE_LOGITS = "user_item_pos_rate_logits"  # the point-in-time no-model baseline
+DENSE_LOGISTIC = "dense_logistic"  # the features-alone logistic regression
+
+
+def quality_checks(metrics: dict[str, Any], checks: CheckParams) -> list[dict[str, Any]]:
+    """Each bar the model's test AUC must clear: the floor, the rate-logit baseline and the
+    features-alone baseline, each plus its margin. A missing AUC or baseline fails its bar."""
+    test_auc = metrics.get("test", {}).get("auc")
+    baselines = metrics.get("baselines", {})
+    bars: list[tuple[str, float | None, float]] = [
+        ("min_test_auc", checks.min_test_auc, 0.0),
+        (RATE_LOGITS, baselines.get(RATE_LOGITS, {}).get("auc"),
+         checks.min_auc_gain_over_rate_logits),
+        (DENSE_LOGISTIC, baselines.get(DENSE_LOGISTIC, {}).get("auc"),
+         checks.min_auc_gain_over_dense_logistic),
+    ]  # fmt: skip
+    results = []
+    for name, baseline, margin in bars:
+        bar = None if baseline is None else baseline + margin
+        passed = test_auc is not None and bar is not None and test_auc >= bar
+        results.append(
+            {"check": name, "test_auc": test_auc, "baseline": baseline, "margin": margin,
+             "bar": bar, "passed": passed}
+        )  # fmt: skip
+    return results
+
+
+def describe_checks(results: list[dict[str, Any]]) -> str:
+    """`test AUC 0.83 ≥ min_test_auc 0.6000, …` in one line."""
+    parts = []
+    for result in results:
+        bar = "missing" if result["bar"] is None else f"{result['bar']:.4f}"
+        sign = "≥" if result["passed"] else "<"
+        parts.append(f"{sign} {result['check']} {bar}")
+    auc = results[0]["test_auc"] if results else None
+    return f"test AUC {auc if auc is None else f'{auc:.4f}'} " + ", ".join(parts)
+
+
+def compare(
+    challenger: dict[str, Any], champion: dict[str, Any] | None, rule: PromotionParams
+) -> tuple[bool, str]:
+    """(promote?, why) for two `{"auc", "logloss"}` scores on the same events; no champion: yes."""
+    if champion is None:
+        return True, "no champion yet"
+    auc_drop = champion["auc"] - challenger["auc"]
+    logloss_rise = challenger["logloss"] - champion["logloss"]
+    figures = (
+        f"AUC {challenger['auc']:.4f} vs {champion['auc']:.4f}, "
+        f"logloss {challenger['logloss']:.4f} vs {champion['logloss']:.4f}"
+    )
+    if auc_drop > rule.max_auc_drop:
+        return False, f"{figures}: AUC lower by {auc_drop:.4f} > max_auc_drop {rule.max_auc_drop}"
+    if logloss_rise > rule.max_logloss_rise:
+        return False, (
+            f"{figures}: logloss higher by {logloss_rise:.4f} > max_logloss_rise "
+            f"{rule.max_logloss_rise}"
+        )
+    return True, f"{figures}: within max_auc_drop and max_logloss_rise"

@@ -2,85 +2,19 @@
 `dvc push` uploads them when a default remote is configured. DVC calls live here, not in inttower."""
 
 import hashlib
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
 
 from dagster_project.assets import FOLLOW_UPSTREAM, OWNERS, asset_key, lineage_code_versions
 from dagster_project.metadata import md_table
 from dagster_project.resources import RunContext
 from inttower.config import Params
+from inttower.dvc_cli import default_remote, dvc, locked_hashes, why_not_versionable
 from inttower.pipeline import STAGE_LIST
 
 VERSIONED_ASSET = "dvc_versioned_artifacts"
-
-
-class DvcError(Exception):
-    """A dvc command failed; carries the command and DVC's own message."""
-
-
-def dvc_executable() -> str:
-    """DVC lives in its own environment (scripts/install.sh), linked beside this interpreter."""
-    beside = Path(sys.executable).parent / "dvc"
-    found = str(beside) if beside.exists() else shutil.which("dvc")
-    if found is None:
-        raise DvcError("`dvc` not found beside this Python or on PATH: run scripts/install.sh")
-    return found
-
-
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `dvc ARGS` in `root`; raise DvcError on failure if `check`."""
-    result = subprocess.run(
-        [dvc_executable(), *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
-        check=False,
-    )
-    if check and result.returncode != 0:
-        message = (result.stderr or result.stdout).strip()
-        raise DvcError(f"`dvc {' '.join(args)}` failed in {root}: {message}")
-    return result
-
-
-def default_remote(root: Path) -> str | None:
-    """The remote `dvc push` would use, or None (`dvc remote default` exits 1 when none is set)."""
-    result = dvc(root, "remote", "default", check=False)
-    name = result.stdout.strip()
-    return name if result.returncode == 0 and name else None
-
-
-def why_not_versionable(
-    root: Path, data_dir: Path, params_file: Path, overrides: dict
-) -> str | None:
-    """A reason to skip versioning, or None. dvc.lock must describe what `dvc repro` would build:
-    outputs under <root>/data, made from <root>/params.yaml without run-config overrides."""
-    if not (root / ".dvc").is_dir():
-        return f"{root.resolve()} is not a DVC repository (run `dvc init` there)"
-    if data_dir.resolve() != (root / "data").resolve():
-        return f"outputs live in {data_dir}, but dvc.yaml tracks {root / 'data'}"
-    if params_file.resolve() != (root / "params.yaml").resolve():
-        return f"params came from {params_file}, but dvc.yaml reads {root / 'params.yaml'}"
-    if overrides:
-        return f"this run overrode params {sorted(overrides)}; dvc.lock would not match them"
-    return None
-
-
-def locked_hashes(root: Path) -> dict[str, str]:
-    """Every output's md5 as dvc.lock now records it."""
-    lock = yaml.safe_load((root / "dvc.lock").read_text())
-    return {
-        out["path"]: out.get("md5", "")
-        for stage in lock.get("stages", {}).values()
-        for out in stage.get("outs", [])
-    }
 
 
 def build_versioning_asset(params: Params) -> dg.AssetsDefinition:

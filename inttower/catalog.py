@@ -26,6 +26,18 @@ CHECKPOINTS = "checkpoints"  # per-epoch training state, for `inttower train --r
 STAGING = ".staging"  # temporary files of atomic writes, renamed into place when complete
 RUN_LOG = "logs/runs.jsonl"  # timings and host facts of every stage run: never versioned
 RUN_LOCK = ".inttower.lock"  # one run at a time per data directory
+# The champion registry (inttower/champion.py): written by a retrain's decision, not by a stage.
+REGISTRY = "registry/champion"  # under the data directory: the champion's bundle
+CHAMPION = "champion.json"  # under the reports directory: the record `inttower champion` prints
+CHAMPION_HISTORY = "champion_history.jsonl"  # every promotion and restore
+PROMOTION = "promotion.json"  # the last retrain's decision: both sets of scores, the reason
+# A bundle: what scoring a model needs, by file name, from the artifacts of the run that made it.
+CHAMPION_BUNDLE = {
+    "encoders.json": "encoders",
+    "model.safetensors": "model.weights",
+    "model_card.json": "model.card",
+    "calibration.json": "model.calibration",
+}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from inttower.config import Params, load_params, parse_value
 from inttower.errors import InttowerError
+from inttower.io import atomic_path
 from inttower.paths import DATA_DIR_ENV, REPORTS_DIR_ENV, Paths
 from inttower.pipeline import STAGES, run_stage, stage_names
 from inttower.run_lock import run_lock
@@ -61,6 +62,26 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--from", dest="first", choices=stage_names(), default=stage_names()[0])
     run.add_argument("--to", dest="last", choices=stage_names(), default=stage_names()[-1])
+    retrain = commands.add_parser(
+        "retrain",
+        help="retrain if data, code or params changed since the champion; promote the challenger "
+        "only if it passes the checks and is not worse on the same test window; save a DVC "
+        "experiment",
+    )
+    common(retrain)
+    retrain.add_argument("--force", action="store_true", help="retrain even if nothing changed")
+    champion = commands.add_parser(
+        "champion", help="print the current champion as JSON (or its history, or restore one)"
+    )
+    common(champion)
+    shown = champion.add_mutually_exclusive_group()
+    shown.add_argument("--history", action="store_true", help="every promotion and restore")
+    shown.add_argument(
+        "--restore",
+        metavar="EXPERIMENT",
+        help="bring back the champion promoted by this experiment (fetched from the git remote "
+        "when it is not here) and make it the champion again",
+    )
     dvc = commands.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry")
     dvc.add_argument("--check", action="store_true", help="fail if dvc.yaml is not current")
     dvc.add_argument("--path", default="dvc.yaml")
@@ -82,7 +103,6 @@ def _run_stage(name: str, params: Params, paths: Paths, args: argparse.Namespace
 
 def _dvc_yaml(args: argparse.Namespace) -> int:
     from inttower.dvcfile import render
-    from inttower.io import atomic_path
 
     text = render()
     target = Path(args.path)
@@ -96,6 +116,66 @@ def _dvc_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_command(args: argparse.Namespace) -> int:
+    from inttower import champion
+
+    paths = _paths(args)
+    if args.command == "champion" and not args.restore:
+        if args.history:
+            print(json.dumps(champion.history(paths), indent=2, sort_keys=True))
+            return 0
+        record = champion.champion_record(paths)
+        if record is None:
+            raise InttowerError(f"{paths.champion_record}: no champion yet: run `inttower retrain`")
+        print(json.dumps(record, indent=2, sort_keys=True))
+        return 0
+    if args.command == "champion":
+        with run_lock(paths.data):
+            record = _restore(paths, args.restore)
+        print(json.dumps(record, indent=2, sort_keys=True))
+        return 0
+    from inttower.retrain import retrain
+
+    overrides = _overrides(args.set)
+    params = load_params(args.params, overrides)
+    with run_lock(paths.data):
+        decision = retrain(
+            params,
+            paths,
+            root=Path("."),
+            params_file=Path(args.params),
+            overrides=overrides,
+            force=args.force,
+        )
+    print(json.dumps(decision, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _restore(paths: Paths, experiment: str) -> dict[str, Any]:
+    """`dvc exp apply` the experiment (fetched first when needed), check its model is the one its
+    champion record names, byte for byte, and make it the champion again; the history keeps
+    the lines the experiment did not know."""
+    from inttower import champion
+    from inttower.dvc_cli import restore_experiment
+
+    kept = champion.history(paths)
+    restore_experiment(Path("."), experiment)
+    record = champion.champion_record(paths)
+    if record is None or record.get("experiment") != experiment:
+        named = "no champion" if record is None else f"champion {record['id']} of "
+        named += "" if record is None else str(record.get("experiment"))
+        raise InttowerError(
+            f"experiment {experiment} did not promote its model (its record names {named}); "
+            "`inttower champion --history` lists the experiments that did"
+        )
+    restored_history = champion.history(paths)
+    merged = {json.dumps(line, sort_keys=True): line for line in [*restored_history, *kept]}
+    lines = sorted(merged.values(), key=lambda line: line.get("promoted_at", ""))
+    with atomic_path(paths.champion_history) as temporary:
+        temporary.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
+    return champion.restore_bundle(paths, record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `inttower` console script."""
     args = _parser().parse_args(argv)
@@ -107,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
+        if args.command in ("retrain", "champion"):
+            return _registry_command(args)
         names = stage_names()
         chosen = (
             names[names.index(args.first) : names.index(args.last) + 1]

@@ -80,6 +80,22 @@ class Paths:
     def lock(self) -> Path:
         return self.data / catalog.RUN_LOCK
 
+    @property
+    def champion_bundle(self) -> Path:
+        return self.data / catalog.REGISTRY
+
+    @property
+    def champion_record(self) -> Path:
+        return self.reports / catalog.CHAMPION
+
+    @property
+    def champion_history(self) -> Path:
+        return self.reports / catalog.CHAMPION_HISTORY
+
+    @property
+    def promotion(self) -> Path:
+        return self.reports / catalog.PROMOTION
+
     def table(self, layer: str, name: str) -> Path:
         """One of the three canonical tables of a layer (`ingested`, `validated`)."""
         return self[f"{layer}.{name}"]

@@ -216,7 +216,7 @@ def _train_epoch(
         total=n_batches,
         desc=f"epoch {epoch}/{params.train.epochs}",
         file=sys.stderr,
-        disable=not progress,
+        disable=not (progress and sys.stderr.isatty()),  # bars fill logs that are not terminals
         leave=False,
         dynamic_ncols=True,
     )

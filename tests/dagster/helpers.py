@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from dagster_project.versioning import dvc_executable
 from inttower.config import set_dotted
+from inttower.dvc_cli import dvc_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

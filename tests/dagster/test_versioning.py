@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.versioning import VERSIONED_ASSET, why_not_versionable
+from dagster_project.versioning import VERSIONED_ASSET
+from inttower.dvc_cli import why_not_versionable
 from inttower.io import file_md5
 
 from .conftest import Retrain

@@ -1,0 +1,297 @@
+"""The champion: the model in use, kept as a bundle beside the data, and the retrain decision
+that may put a challenger in its place (MLflow's registry alias, TFX's blessing).
+
+- `lineage` is what a model is made of: the data fingerprint, the code of every stage and the
+  params of the model lineage. A retrain whose lineage equals the champion's (or the last
+  rejected challenger's) would rebuild the same model, so it trains nothing and says why.
+- `score_bundle` scores a bundle (its own encoders, weights and calibration) on the current
+  test window: the champion and the challenger meet on the same, freshest events.
+- The registry is `data/registry/champion/` (the bundle), `reports/champion.json` (the record
+  `inttower champion` prints), `reports/champion_history.jsonl` (every promotion and restore)
+  and `reports/promotion.json` (the last decision, both sets of scores and the reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inttower.catalog import CHAMPION_BUNDLE
+from inttower.config import Params, parse_params
+from inttower.errors import ConfigError, InttowerError
+from inttower.io import append_jsonl, read_json, write_json
+from inttower.paths import Paths, mirror_dir
+
+# What a model is made of: every params section but the schedule, the checks and the promotion
+# rule (they decide about a model; they do not change it).
+MODEL_LINEAGE_KEYS = (
+    "seed",
+    "data",
+    "label",
+    "split",
+    "features",
+    "encoders",
+    "model",
+    "train",
+    "evaluate",
+)
+
+
+def lineage(params: Params, paths: Paths) -> dict[str, str]:
+    """Digests of the data (the source fingerprint, computed now), the code of every stage and
+    the model-lineage params: equal lineages build the same model, byte for byte."""
+    from inttower.data.fingerprint import source_fingerprint
+    from inttower.pipeline import STAGE_LIST, hash_sources
+
+    fingerprint = source_fingerprint(params, mirror_dir(), paths.downloads)
+    data = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    code = sorted({relative for stage in STAGE_LIST for relative in stage.code})
+    return {
+        "data": data,
+        "code": hash_sources(hashlib.sha256(), code).hexdigest()[:16],
+        "params": params.fingerprint(list(MODEL_LINEAGE_KEYS)),
+    }
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundle_sources(paths: Paths) -> dict[str, Path]:
+    """The files of the model just trained that make a bundle, by bundle file name."""
+    return {name: paths[artifact] for name, artifact in CHAMPION_BUNDLE.items()}
+
+
+def model_id(weights: Path) -> str:
+    """A model's id: its weights' md5, shortened (content-addressed: the same model, the same id)."""
+    return "model-" + _md5(weights)[:12]
+
+
+def champion_record(paths: Paths) -> dict[str, Any] | None:
+    """The current champion's record, or None when no model was ever promoted."""
+    target = paths.champion_record
+    return read_json(target) if target.exists() else None
+
+
+def history(paths: Paths) -> list[dict[str, Any]]:
+    """Every promotion and restore, oldest first."""
+    target = paths.champion_history
+    if not target.exists():
+        return []
+    return [json.loads(line) for line in target.read_text().splitlines() if line.strip()]
+
+
+def last_decision(paths: Paths) -> dict[str, Any] | None:
+    target = paths.promotion
+    return read_json(target) if target.exists() else None
+
+
+def why_nothing_to_do(params: Params, paths: Paths, current: dict[str, str]) -> str | None:
+    """The reason to skip a retrain (nothing the model is made of changed), or None."""
+    champion = champion_record(paths)
+    if champion and champion.get("lineage") == current:
+        return (
+            f"data, code and params equal those of champion {champion['id']} "
+            f"(promoted {champion['promoted_at']}): a retrain would rebuild the same model"
+        )
+    decision = last_decision(paths)
+    challenger = (decision or {}).get("challenger") or {}
+    same_rule = (decision or {}).get("rule") == decision_rule(params)
+    if decision and decision.get("decision") == "kept" and challenger.get("lineage") == current \
+            and same_rule:  # fmt: skip
+        return (
+            f"data, code and params equal those of challenger {challenger.get('id')}, not "
+            f"promoted {decision.get('decided_at')} ({decision.get('reason')})"
+        )
+    return None
+
+
+def decision_rule(params: Params) -> str:
+    """The checks and the promotion rule: a rejected model is judged again when they change."""
+    return params.fingerprint(["checks", "promotion"])
+
+
+def _trained_params(card: dict[str, Any], where: Path) -> Params:
+    try:
+        return parse_params(card["params"])
+    except (ConfigError, KeyError) as exc:
+        raise InttowerError(f"{where}: its params no longer load ({exc})") from None
+
+
+def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
+    """AUC and logloss of a bundle on the current test events, with its own encoders, weights and
+    calibration. Features are point-in-time, so they are well defined for any model; when the
+    bundle was built with other feature params, its features are computed again with them."""
+    import polars as pl
+    import torch
+
+    from inttower.calibration import Calibration
+    from inttower.features.encoded import EncodedSplit
+    from inttower.features.encoders import Encoders, encode_events
+    from inttower.features.features import event_features, item_attributes, user_attributes
+    from inttower.io import load_tensors, read_parquet
+    from inttower.metrics import binary_metrics
+    from inttower.models.registry import build_model
+    from inttower.training.batching import DeviceSplit, predict_logits
+    from inttower.training.device import reproducible
+
+    card_path = bundle / "model_card.json"
+    trained = _trained_params(read_json(card_path), card_path)
+    same_features = (trained.features, trained.split.protocol) == (
+        params.features,
+        params.split.protocol,
+    )
+    if same_features:
+        events = read_parquet(paths["features.events"])
+        users = read_parquet(paths["features.users"])
+        items = read_parquet(paths["features.items"])
+    else:
+        validated_items = read_parquet(paths["validated.items"])
+        events, _ = event_features(
+            read_parquet(paths["split.events"]),
+            trained.features,
+            params.split,
+            validated_items if trained.features.genre_profile else None,
+        )
+        users = user_attributes(read_parquet(paths["validated.users"]))
+        items = item_attributes(validated_items)
+    test = events.filter(pl.col("split") == "test")
+    fitted = Encoders.load(bundle / "encoders.json")
+    train_users = events.filter(pl.col("split") == "train")["user_id"].unique()
+    split = EncodedSplit(fitted.fields(), encode_events(test, users, items, fitted, train_users))
+    device = torch.device("cpu")
+    with reproducible(trained, device):
+        model = build_model(fitted.fields(), trained.model)
+        model.load_state_dict(load_tensors(bundle / "model.safetensors"))
+        logits = predict_logits(model, DeviceSplit(split, device)).numpy()
+    calibration = Calibration.from_json(read_json(bundle / "calibration.json"))
+    scores = binary_metrics(split.labels.numpy(), calibration.probabilities(logits))
+    return {"auc": scores["auc"], "logloss": scores["logloss"], "n": len(split)}
+
+
+def _copy_bundle(sources: dict[str, Path], target: Path, staging: Path) -> dict[str, str]:
+    """Copy the bundle files into `target` as one rename (a half-copied champion never exists)."""
+    staging.mkdir(parents=True, exist_ok=True)
+    fresh = staging / f".{target.name}.incoming"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
+    for name, source in sources.items():
+        shutil.copyfile(source, fresh / name)
+    old = staging / f".{target.name}.outgoing"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return {name: _md5(target / name) for name in sources}
+
+
+def promote(
+    paths: Paths,
+    entry: dict[str, Any],
+    sources: dict[str, Path],
+    event: str = "promoted",
+) -> dict[str, Any]:
+    """Make `entry`'s model the champion: bundle, record, one history line."""
+    artifacts = _copy_bundle(sources, paths.champion_bundle, paths.staging)
+    record = {
+        **entry,
+        "promoted_at": now(),
+        "event": event,
+        "bundle": str(paths.champion_bundle),
+        "artifacts": artifacts,
+    }
+    write_json(record, paths.champion_record)
+    append_jsonl(record, paths.champion_history)
+    return record
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def decide(
+    params: Params,
+    paths: Paths,
+    current: dict[str, str],
+    experiment: str | None,
+) -> dict[str, Any]:
+    """After a retrain's stages: the blocking checks, then challenger vs champion on the same
+    test window; promotes when both allow it. Writes `reports/promotion.json` either way."""
+    from inttower.promotion import compare, describe_checks, quality_checks
+
+    metrics = read_json(paths["metrics"])
+    encoded = read_json(paths["encode.summary"])
+    checks = quality_checks(metrics, params.checks)
+    unknown = encoded.get("test", {}).get("unknown_share", {}).get("item_id", 0.0)
+    checks.append(
+        {"check": "max_unknown_item_share", "value": unknown,
+         "bar": params.checks.max_unknown_item_share,
+         "passed": unknown <= params.checks.max_unknown_item_share}
+    )  # fmt: skip
+    sources = bundle_sources(paths)
+    challenger = {
+        "id": model_id(sources["model.safetensors"]),
+        "experiment": experiment,
+        "model": params.model.name,
+        "as_of": params.data.as_of,
+        "lineage": current,
+        "metrics": {"test": metrics["test"], "valid": metrics["valid"]},
+        "test": {"auc": metrics["test"]["auc"], "logloss": metrics["test"]["logloss"]},
+        "checks": checks,
+    }
+    champion = champion_record(paths)
+    champion_scores = None
+    if champion is not None:
+        champion_scores = score_bundle(paths.champion_bundle, params, paths)
+    failed = [check["check"] for check in checks if not check["passed"]]
+    if failed:
+        promoted = False
+        reason = f"blocking checks failed: {', '.join(failed)} ({describe_checks(checks[:3])})"
+    else:
+        promoted, reason = compare(challenger["test"], champion_scores, params.promotion)
+    decision = {
+        "decided_at": now(),
+        "decision": "promoted" if promoted else "kept",
+        "reason": reason,
+        "rule": decision_rule(params),
+        "experiment": experiment,
+        "challenger": challenger,
+        "champion": None
+        if champion is None
+        else {
+            "id": champion["id"],
+            "experiment": champion.get("experiment"),
+            "test": champion_scores,
+        },
+        "test_window": {"as_of": params.data.as_of, "events": metrics["test"].get("n")},
+    }
+    if promoted:
+        entry = {key: challenger[key] for key in ("id", "experiment", "model", "as_of", "lineage")}
+        promote(paths, {**entry, "metrics": challenger["metrics"]}, sources)
+    write_json(decision, paths.promotion)
+    return decision
+
+
+def restore_bundle(paths: Paths, record: dict[str, Any]) -> dict[str, Any]:
+    """Re-register the model now in the workspace (a past champion just brought back) as the
+    champion; refuses unless its files are byte-identical to those the record names."""
+    sources = bundle_sources(paths)
+    found = {name: _md5(path) for name, path in sources.items() if path.exists()}
+    expected = record.get("artifacts", {})
+    differ = sorted(name for name in expected if found.get(name) != expected[name])
+    if differ:
+        raise InttowerError(
+            f"the restored files differ from champion {record['id']}'s: {', '.join(differ)}"
+        )
+    entry = {key: record.get(key) for key in ("id", "experiment", "model", "as_of", "lineage")}
+    return promote(paths, {**entry, "metrics": record.get("metrics")}, sources, event="restored")

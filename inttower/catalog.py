@@ -98,27 +98,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model.calibration", "07_model/calibration.json", "json", "train", within="model"),
     Artifact("train.history", "train_history.json", "json", "train", "reports", "plot"),
     Artifact("metrics", "metrics.json", "json", "evaluate", "reports", "metric"),
-    Artifact("plots", "plots", "folder", "evaluate", "reports", "plot"),
-    Artifact("plots.roc", "plots/roc.csv", "csv", "evaluate", "reports", "plot", within="plots"),
-    Artifact(
-        "plots.reliability",
-        "plots/reliability.png",
-        "png",
-        "evaluate",
-        "reports",
-        "plot",
-        within="plots",
-    ),
-    Artifact(
-        "plots.calibration",
-        "plots/calibration.csv",
-        "csv",
-        "evaluate",
-        "reports",
-        "plot",
-        within="plots",
-    ),
+    # each plot its own DVC output: reports/plots/ also holds the backtest's chart, which no
+    # stage writes
+    Artifact("plots.roc", "plots/roc.csv", "csv", "evaluate", "reports", "plot"),
+    Artifact("plots.reliability", "plots/reliability.png", "png", "evaluate", "reports", "plot"),
+    Artifact("plots.calibration", "plots/calibration.csv", "csv", "evaluate", "reports", "plot"),
 )
+# Written by `inttower backtest`, not by a stage: what retraining buys, window by window.
+BACKTEST = "backtest.json"
+BACKTEST_CHART = "plots/backtest.png"
+BACKTEST_WORK = "backtest"  # under the data directory: one run folder per cutoff, reused
 CATALOG: dict[str, Artifact] = {artifact.name: artifact for artifact in ARTIFACTS}
 
 

@@ -131,20 +131,12 @@ def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
     calibration. Features are point-in-time, so they are well defined for any model; when the
     bundle was built with other feature params, its features are computed again with them."""
     import polars as pl
-    import torch
 
-    from inttower.calibration import Calibration
-    from inttower.features.encoded import EncodedSplit
-    from inttower.features.encoders import Encoders, encode_events
     from inttower.features.features import event_features, item_attributes, user_attributes
-    from inttower.io import load_tensors, read_parquet
-    from inttower.metrics import binary_metrics
-    from inttower.models.registry import build_model
-    from inttower.training.batching import DeviceSplit, predict_logits
-    from inttower.training.device import reproducible
+    from inttower.io import read_parquet
 
-    card_path = bundle / "model_card.json"
-    trained = _trained_params(read_json(card_path), card_path)
+    files = {name: bundle / name for name in CHAMPION_BUNDLE}
+    trained = bundle_params(files)
     same_features = (trained.features, trained.split.protocol) == (
         params.features,
         params.split.protocol,
@@ -163,16 +155,45 @@ def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
         )
         users = user_attributes(read_parquet(paths["validated.users"]))
         items = item_attributes(validated_items)
-    test = events.filter(pl.col("split") == "test")
-    fitted = Encoders.load(bundle / "encoders.json")
     train_users = events.filter(pl.col("split") == "train")["user_id"].unique()
-    split = EncodedSplit(fitted.fields(), encode_events(test, users, items, fitted, train_users))
+    test = events.filter(pl.col("split") == "test")
+    return score_events(files, test, users, items, train_users)
+
+
+def bundle_params(files: dict[str, Path]) -> Params:
+    """The params a bundle's model was trained with, from its card."""
+    card_path = files["model_card.json"]
+    return _trained_params(read_json(card_path), card_path)
+
+
+def score_events(
+    files: dict[str, Path],
+    events: Any,
+    users: Any,
+    items: Any,
+    train_users: Any,
+) -> dict[str, Any]:
+    """AUC and logloss (fp32, calibrated) of a bundle's model on featured `events`."""
+    import torch
+
+    from inttower.calibration import Calibration
+    from inttower.features.encoded import EncodedSplit
+    from inttower.features.encoders import Encoders, encode_events
+    from inttower.io import load_tensors
+    from inttower.metrics import binary_metrics
+    from inttower.models.registry import build_model
+    from inttower.training.batching import DeviceSplit, predict_logits
+    from inttower.training.device import reproducible
+
+    trained = bundle_params(files)
+    fitted = Encoders.load(files["encoders.json"])
+    split = EncodedSplit(fitted.fields(), encode_events(events, users, items, fitted, train_users))
     device = torch.device("cpu")
     with reproducible(trained, device):
         model = build_model(fitted.fields(), trained.model)
-        model.load_state_dict(load_tensors(bundle / "model.safetensors"))
+        model.load_state_dict(load_tensors(files["model.safetensors"]))
         logits = predict_logits(model, DeviceSplit(split, device)).numpy()
-    calibration = Calibration.from_json(read_json(bundle / "calibration.json"))
+    calibration = Calibration.from_json(read_json(files["calibration.json"]))
     scores = binary_metrics(split.labels.numpy(), calibration.probabilities(logits))
     return {"auc": scores["auc"], "logloss": scores["logloss"], "n": len(split)}
 

@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         help="bring back the champion promoted by this experiment (fetched from the git remote "
         "when it is not here) and make it the champion again",
     )
+    backtest = commands.add_parser(
+        "backtest",
+        help="retrain as of N cutoffs EVERY apart at the end of the timeline; score each on its "
+        "window beside the first model (frozen) and the no-model baseline",
+    )
+    common(backtest)
+    backtest.add_argument("--windows", type=int, default=6, help="number of windows (default 6)")
+    backtest.add_argument("--every", default="7d", help="window length: 7d, 1w, 12h (default 7d)")
     dvc = commands.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry")
     dvc.add_argument("--check", action="store_true", help="fail if dvc.yaml is not current")
     dvc.add_argument("--path", default="dvc.yaml")
@@ -151,6 +159,17 @@ def _registry_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from inttower.backtest import run_backtest
+
+    params = load_params(args.params, _overrides(args.set))
+    paths = _paths(args)
+    with run_lock(paths.data):
+        report = run_backtest(params, paths, args.windows, args.every)
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
 def _restore(paths: Paths, experiment: str) -> dict[str, Any]:
     """`dvc exp apply` the experiment (fetched first when needed), check its model is the one its
     champion record names, byte for byte, and make it the champion again; the history keeps
@@ -189,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dvc_yaml(args)
         if args.command in ("retrain", "champion"):
             return _registry_command(args)
+        if args.command == "backtest":
+            return _backtest(args)
         names = stage_names()
         chosen = (
             names[names.index(args.first) : names.index(args.last) + 1]

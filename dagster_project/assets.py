@@ -25,6 +25,8 @@ from inttower.pipeline import STAGE_LIST, STAGES, Stage, run_stage
 # Assets are nouns: the artifact each stage leaves behind, named in the stage registry.
 ASSET_NAMES: dict[str, str] = {stage.name: stage.noun for stage in STAGE_LIST}
 OWNERS = ["team:inttower"]
+# The raw files, an observable source asset (dagster_project/retraining.py): the first stage's dep.
+SOURCE_FILES = "movielens_files"
 
 # Follow upstream re-materializations, but never past a failed blocking check.
 FOLLOW_UPSTREAM = (
@@ -64,7 +66,7 @@ def build_stage_asset(stage: Stage, code_version: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=asset_key(stage.name),
-        deps=[asset_key(name) for name in stage.upstream],
+        deps=[asset_key(name) for name in stage.upstream] or [dg.AssetKey(SOURCE_FILES)],
         description=stage.description,
         group_name=stage.group,
         kinds=set(stage.kinds),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dagster_project.retraining import build_retrain_schedule
 from inttower.config import Params
 
 retrain_job = dg.define_asset_job(
@@ -12,19 +13,6 @@ retrain_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     description="Every stage from ingest to evaluation with its checks, then DVC versioning.",
 )
-
-
-def retrain_schedule(params: Params) -> dg.ScheduleDefinition:
-    """Stopped by default: a retrain rewrites data/ and dvc.lock, so a person switches it on."""
-    return dg.ScheduleDefinition(
-        name="retrain_schedule",
-        job=retrain_job,
-        cron_schedule=params.schedule.cron,
-        execution_timezone=params.schedule.timezone,
-        description=f"retrain_job at `{params.schedule.cron}` ({params.schedule.timezone}), "
-        "from params.yaml `schedule`",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-    )
 
 
 # Stopped by default, as the schedule: switched on, a re-ingest of the raw data would retrain
@@ -42,6 +30,6 @@ def automation_definitions(params: Params) -> dg.Definitions:
     """The job, its schedule and the automation sensor, as one group of definitions."""
     return dg.Definitions(
         jobs=[retrain_job],
-        schedules=[retrain_schedule(params)],
+        schedules=[build_retrain_schedule(params, retrain_job)],
         sensors=[follow_upstream_sensor],
     )

@@ -19,6 +19,7 @@ from dagster_project.resources import (
     StorageResource,
     run_context,
 )
+from dagster_project.retraining import retraining_definitions
 from dagster_project.versioning import versioning_definitions
 from inttower.config import load_params
 
@@ -44,6 +45,7 @@ def build_definitions(
     return dg.Definitions.merge(
         pipeline_definitions(params),
         check_definitions(),
+        retraining_definitions(params),
         versioning_definitions(params),
         automation_definitions(params),
         shared,

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,8 @@ class RunContext:
     run_id: str | None
     changed_keys: tuple[str, ...] = ()  # overrides whose value differs from the params file
     code: str = ""  # code_digest() when the run started
+    # when the run started: names the DVC experiment it is saved as
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def overridden(self) -> bool:

@@ -1,5 +1,7 @@
 """Version a retrain with DVC: `dvc commit -f` records every stage's outputs in dvc.lock, then
-`dvc push` uploads them when a default remote is configured. DVC calls live here, not in inttower."""
+`dvc exp save` keeps the workspace as an experiment named by the run's start, pushed when a git
+or DVC remote is set. The dvc command lines themselves are in inttower.dvc_cli, shared with
+`inttower retrain`."""
 
 import hashlib
 from pathlib import Path
@@ -10,9 +12,16 @@ import dagster as dg
 from dagster_project.assets import FOLLOW_UPSTREAM, OWNERS, asset_key, lineage_code_versions
 from dagster_project.metadata import md_table
 from dagster_project.resources import RunContext
+from dagster_project.retraining import CHAMPION_ASSET
 from inttower.config import Params
-from inttower.dvc_cli import default_remote, dvc, locked_hashes, why_not_versionable
+from inttower.dvc_cli import (
+    experiment_name,
+    locked_hashes,
+    save_experiment,
+    why_not_versionable,
+)
 from inttower.pipeline import STAGE_LIST
+from inttower.retrain import experiment_files
 
 VERSIONED_ASSET = "dvc_versioned_artifacts"
 
@@ -26,9 +35,10 @@ def build_versioning_asset(params: Params) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=VERSIONED_ASSET,
-        deps=[asset_key(last)],
-        description="dvc commit of every stage's outputs (and dvc push when a remote is set), "
-        "so each retrain leaves a DVC-versioned model and metrics",
+        deps=[asset_key(last), dg.AssetKey(CHAMPION_ASSET)],
+        description="dvc commit of every stage's outputs, then `dvc exp save` of the workspace "
+        "(dvc.lock, reports, the champion record) as an experiment named by the run's start, "
+        "pushed when a remote is set: each retrain a DVC experiment, the user's branch untouched",
         group_name="versioning",
         kinds={"dvc"},
         owners=OWNERS,
@@ -44,7 +54,7 @@ def build_versioning_asset(params: Params) -> dg.AssetsDefinition:
 
 
 def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.MaterializeResult:
-    """`dvc commit --force`, then `dvc push` to the default remote if one is set. Refuses (a
+    """`dvc commit --force` and `dvc exp save` (pushed when a remote is set). Refuses (a
     failed step) when dvc.lock would pair these outputs with params or code they were not built
     from: the run's params differ from the file, or the file or the code changed mid-run."""
     root = Path(run.storage.root)
@@ -66,25 +76,23 @@ def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.
             description=f"DVC versioning refused: {refusal}; nothing was committed",
             metadata={"status": "refused", "reason": refusal, **run.metadata()},
         )
-    context.log.info("dvc commit -f in %s", root.resolve())
-    dvc(root, "commit", "--force")
+    experiment = experiment_name(run.started_at)  # the name the champion decision recorded
+    context.log.info("dvc commit -f and dvc exp save %s in %s", experiment, root.resolve())
+    saved = save_experiment(root, experiment, experiment_files(root, paths))
     hashes = locked_hashes(root)
-    remote = default_remote(root)
-    if remote:
-        context.log.info("dvc push to remote %s", remote)
-        dvc(root, "push")
-    else:
-        context.log.info("no default DVC remote: committed to the local cache only")
+    pushed = saved["git_remote"] or saved["dvc_remote"]
     metadata: dict[str, Any] = {
-        "status": "pushed" if remote else "committed",
-        "remote": remote or "none",
+        "status": "pushed" if pushed else "saved",
+        "experiment": experiment,
+        "git_remote": saved["git_remote"] or "none",
+        "dvc_remote": saved["dvc_remote"] or "none",
         "dvc_lock": dg.MetadataValue.md(
             md_table([{"output": path, "md5": digest} for path, digest in hashes.items()])
         ),
         "dvc_lock_data": hashes,
         **run.metadata(),
-        # dvc.lock and the cache-less reports are what a clone needs from git to `dvc pull`
-        "share_with_git": "git add dvc.lock reports/ && git commit -m 'retrain'",
+        "show": "dvc exp show",
+        "restore": f"inttower champion --restore {experiment}",
     }
     return dg.MaterializeResult(metadata=metadata)
 

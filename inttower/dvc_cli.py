@@ -125,7 +125,7 @@ def save_experiment(root: Path, name: str, include: list[Path]) -> dict[str, str
 def restore_experiment(root: Path, name: str) -> None:
     """The workspace of experiment `name`: fetched from the git remote when it is not here
     (`dvc exp pull`, cache included), applied, and its outputs checked out (or pulled)."""
-    listed = dvc(root, "exp", "list", "--name-only", check=False).stdout.split()
+    listed = dvc(root, "exp", "list", "--all-commits", "--name-only", check=False).stdout.split()
     if name not in listed:
         origin = git_remote(root)
         if origin is None:

@@ -17,12 +17,14 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 from dagster_project.assets import (
     ASSET_NAMES,
     OWNERS,
+    SOURCE_FILES,
     asset_key,
     lineage_code_versions,
     stage_for,
 )
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import StorageResource
+from dagster_project.retraining import CHAMPION_ASSET
 from dagster_project.versioning import VERSIONED_ASSET
 from inttower.config import load_params
 from inttower.io import file_md5, read_json
@@ -65,7 +67,8 @@ def test_every_stage_is_one_noun_asset_with_its_registry_facts() -> None:
     assert list(ASSET_NAMES) == stage_names()
     params = load_params(ROOT / "params.yaml")
     specs = _specs(build_definitions(ROOT / "params.yaml"))
-    assert set(specs) == STAGE_ASSETS | {dg.AssetKey(VERSIONED_ASSET)}
+    extra = {dg.AssetKey(name) for name in (VERSIONED_ASSET, CHAMPION_ASSET, SOURCE_FILES)}
+    assert set(specs) == STAGE_ASSETS | extra
     for stage in STAGE_LIST:
         spec = specs[asset_key(stage.name)]
         assert stage_for(spec.key) == stage.name
@@ -86,12 +89,19 @@ def test_dagster_asset_graph_is_the_dvc_yaml_stage_graph() -> None:
         (stage_for(dep.asset_key), stage_for(key))
         for key, spec in stage_specs.items()
         for dep in spec.deps
+        if dep.asset_key in STAGE_ASSETS
     }
     assert {stage_for(key) for key in stage_specs} == stages
     assert dagster_edges == dvc_edges
-    # the one Dagster-only asset is DVC itself, after the last stage
+    # Dagster-only: the raw files before the first stage, the champion decision and DVC after
+    # the last
     versioned = specs[dg.AssetKey(VERSIONED_ASSET)]
-    assert [dep.asset_key for dep in versioned.deps] == [asset_key(STAGE_LIST[-1].name)]
+    last = asset_key(STAGE_LIST[-1].name)
+    assert [dep.asset_key for dep in versioned.deps] == [last, dg.AssetKey(CHAMPION_ASSET)]
+    champion = specs[dg.AssetKey(CHAMPION_ASSET)]
+    assert [dep.asset_key for dep in champion.deps] == [last]
+    first = specs[asset_key(STAGE_LIST[0].name)]
+    assert [dep.asset_key for dep in first.deps] == [dg.AssetKey(SOURCE_FILES)]
 
 
 @pytest.mark.parametrize(
@@ -115,7 +125,8 @@ def test_a_param_changes_exactly_the_code_versions_of_stages_reading_it(
         if any(dotted == key or dotted.startswith(key + ".") for key in STAGES[name].params)
     }
     assert readers, f"no stage declares {dotted}"
-    assert changed == {ASSET_NAMES[name] for name in _downstream(readers)} | {VERSIONED_ASSET}
+    downstream = {ASSET_NAMES[name] for name in _downstream(readers)}
+    assert changed == downstream | {VERSIONED_ASSET, CHAMPION_ASSET}
 
 
 def _downstream(names: set[str]) -> set[str]:
@@ -134,7 +145,10 @@ def test_retrain_materializes_every_asset_with_passing_checks(retrain: Retrain) 
         event.materialization.asset_key
         for event in retrain.result.get_asset_materialization_events()
     }
-    assert materialized == STAGE_ASSETS | {dg.AssetKey(VERSIONED_ASSET)}
+    assert materialized == STAGE_ASSETS | {
+        dg.AssetKey(VERSIONED_ASSET),
+        dg.AssetKey(CHAMPION_ASSET),
+    }
     checks = {
         event.check_name: event.passed for event in retrain.result.get_asset_check_evaluations()
     }

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from dagster_project.assets import ASSET_NAMES
+from dagster_project.assets import ASSET_NAMES, SOURCE_FILES
+from dagster_project.retraining import CHAMPION_ASSET
 from dagster_project.versioning import VERSIONED_ASSET
 
 from .helpers import ROOT, VENV_BIN
@@ -97,7 +98,7 @@ def test_dagster_dev_lists_every_asset_over_graphql(tmp_path: Path) -> None:
                 time.sleep(1)
         assert nodes is not None, f"no GraphQL answer within {STARTUP_TIMEOUT}s"
         listed = {"/".join(node["assetKey"]["path"]): node["groupName"] for node in nodes}
-        assert set(listed) == {*ASSET_NAMES.values(), VERSIONED_ASSET}
+        assert set(listed) == {*ASSET_NAMES.values(), VERSIONED_ASSET, CHAMPION_ASSET, SOURCE_FILES}
         assert listed["raw_movielens"] == "ingestion"
         assert listed["inttower_model"] == "modeling"
 

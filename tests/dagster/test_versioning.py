@@ -3,11 +3,13 @@ exact model and metrics and has nothing to recompute."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from dagster_project.retraining import CHAMPION_ASSET
 from dagster_project.versioning import VERSIONED_ASSET
 from inttower.dvc_cli import why_not_versionable
 from inttower.io import file_md5
@@ -29,9 +31,20 @@ def test_retrain_commits_and_pushes_to_the_default_remote(retrain: Retrain) -> N
     assert retrain.result.success
     (event,) = retrain.result.asset_materializations_for_node(VERSIONED_ASSET)
     metadata = {key: value.value for key, value in event.metadata.items()}
-    assert metadata["status"] == "pushed" and metadata["remote"] == "local"
+    assert metadata["status"] == "pushed" and metadata["dvc_remote"] == "local"
     assert "data/07_model" in metadata["dvc_lock_data"]
     assert any(retrain.remote.rglob("*")), "the remote received no files"
+    # the retrain is an experiment, named by the run's start; the champion record names it
+    experiment = metadata["experiment"]
+    assert (
+        experiment
+        in dvc("exp", "list", "--all-commits", "--name-only", cwd=retrain.project).split()
+    )
+    (decision,) = retrain.result.asset_materializations_for_node(CHAMPION_ASSET)
+    assert decision.metadata["decision"].value == "promoted"
+    assert decision.metadata["experiment"].value == experiment
+    champion = json.loads((retrain.project / "reports/champion.json").read_text())
+    assert champion["experiment"] == experiment
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from dagster_project.metadata import md_table
 from dagster_project.resources import ParamsResource, RunContext, StorageResource
 from inttower.champion import decide, lineage
 from inttower.config import Params, load_params
-from inttower.dvc_cli import experiment_name, why_not_versionable
+from inttower.dvc_cli import experiment_name, why_no_experiment, why_not_versionable
 from inttower.pipeline import STAGE_LIST, hash_sources
 from inttower.retrain import plan, record_skip
 
@@ -103,6 +103,7 @@ def experiment_for(run: RunContext) -> tuple[str | None, str | None]:
     reason = why_not_versionable(root, run.paths.data, Path(run.source), {})
     if reason is None and run.overridden:
         reason = f"this run overrode params {list(run.changed_keys)}"
+    reason = reason or why_no_experiment(root)
     return (None, reason) if reason else (experiment_name(run.started_at), None)
 
 

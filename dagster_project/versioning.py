@@ -81,9 +81,11 @@ def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.
     saved = save_experiment(root, experiment, experiment_files(root, paths))
     hashes = locked_hashes(root)
     pushed = saved["git_remote"] or saved["dvc_remote"]
+    if saved["experiment"] is None:
+        context.log.warning("committed, no experiment: %s", saved["skipped"])
     metadata: dict[str, Any] = {
         "status": "pushed" if pushed else "saved",
-        "experiment": experiment,
+        "experiment": saved["experiment"] or f"none: {saved['skipped']}",
         "git_remote": saved["git_remote"] or "none",
         "dvc_remote": saved["dvc_remote"] or "none",
         "dvc_lock": dg.MetadataValue.md(
@@ -92,7 +94,7 @@ def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.
         "dvc_lock_data": hashes,
         **run.metadata(),
         "show": "dvc exp show",
-        "restore": f"inttower champion --restore {experiment}",
+        "restore": f"inttower champion --restore {experiment}" if saved["experiment"] else "n/a",
     }
     return dg.MaterializeResult(metadata=metadata)
 

@@ -178,7 +178,8 @@ def write_chart(report: dict[str, Any], target: Path) -> Path:
             ("frozen", f"frozen (trained as of {dates[0]})", "s--"),
             ("baseline", "no model: user + item rate logits", "^:"),
         ):
-            axes.plot(dates, [row[key]["auc"] for row in rows], style, label=label)
+            axes.plot(range(len(rows)), [row[key]["auc"] for row in rows], style, label=label)
+        axes.set_xticks(range(len(rows)), dates)  # positions, not dates: no category guessing
         axes.set(xlabel="window start (as of)", ylabel="test AUC on the window",
                  title=f"Backtest: {report['model']} on {report['dataset']}, every {report['every']}")  # fmt: skip
         axes.legend(frameon=False)

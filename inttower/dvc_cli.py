@@ -96,6 +96,17 @@ def locked_hashes(root: Path) -> dict[str, str]:
     }
 
 
+def why_no_experiment(root: Path) -> str | None:
+    """Why `dvc exp save` cannot run here (it needs a git repository with a commit), or None."""
+    head = git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
+    if head.returncode == 0:
+        return None
+    inside = git(root, "rev-parse", "--is-inside-work-tree", check=False)
+    if inside.returncode != 0:
+        return f"{Path(root).resolve()} is not a git repository: no experiment (dvc commit only)"
+    return "the git repository has no commit yet: no experiment (commit once; dvc commit only)"
+
+
 def experiment_name(started: datetime) -> str:
     """`retrain-20261202-031500`: experiments named by the time their retrain started."""
     return started.strftime("retrain-%Y%m%d-%H%M%S")
@@ -107,6 +118,12 @@ def save_experiment(root: Path, name: str, include: list[Path]) -> dict[str, str
     `dvc exp push` (cache too) when a git remote is set, else the cache with `dvc push` when a
     DVC remote is. Nothing is committed to the user's branch."""
     dvc(root, "commit", "--force")
+    blocker = why_no_experiment(root)
+    if blocker:
+        remote = default_remote(root)
+        if remote:
+            dvc(root, "push")
+        return {"experiment": None, "skipped": blocker, "dvc_remote": remote, "git_remote": None}
     untracked = [
         str(path.resolve().relative_to(root.resolve()))
         for path in include

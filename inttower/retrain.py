@@ -11,7 +11,12 @@ from typing import Any
 
 from inttower.champion import decide, lineage, now, why_nothing_to_do
 from inttower.config import Params
-from inttower.dvc_cli import experiment_name, save_experiment, why_not_versionable
+from inttower.dvc_cli import (
+    experiment_name,
+    save_experiment,
+    why_no_experiment,
+    why_not_versionable,
+)
 from inttower.io import append_jsonl
 from inttower.paths import Paths
 from inttower.pipeline import STAGE_LIST, run_stage
@@ -57,7 +62,9 @@ def retrain(
     for stage in STAGE_LIST:
         log.info("retrain: stage %s", stage.name)
         run_stage(stage, params, paths, front_end=front_end)
-    not_versioned = why_not_versionable(root, paths.data, params_file, overrides)
+    not_versioned = why_not_versionable(root, paths.data, params_file, overrides) or (
+        why_no_experiment(root)
+    )
     experiment = None if not_versioned else experiment_name(started)
     decision = decide(params, paths, current, experiment)
     if experiment is None:

@@ -10,7 +10,8 @@ from inttower.config import Params
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.all(),
+    # the backtest is partitioned by week and run on its own (a backfill)
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("backtest"),
     description="Every stage from ingest to evaluation with its checks, then DVC versioning.",
 )
 
@@ -19,7 +20,7 @@ retrain_job = dg.define_asset_job(
 # and version on its own; nothing retrains, commits or pushes until a person turns it on.
 follow_upstream_sensor = dg.AutomationConditionSensorDefinition(
     "follow_upstream",
-    target=dg.AssetSelection.all(),
+    target=dg.AssetSelection.all() - dg.AssetSelection.assets("backtest"),
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Re-materializes assets whose upstream changed (eager), never past a failed "
     "blocking check",

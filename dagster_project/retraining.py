@@ -5,6 +5,7 @@ inttower (`inttower.champion`), shared with `inttower retrain`."""
 
 import hashlib
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,4 +163,51 @@ def build_champion_asset(params: Params) -> dg.AssetsDefinition:
 
 def retraining_definitions(params: Params) -> dg.Definitions:
     """The observable source and the champion asset (the schedule is built with the job)."""
-    return dg.Definitions(assets=[movielens_files, build_champion_asset(params)])
+    return dg.Definitions(assets=[movielens_files, build_champion_asset(params), backtest])
+
+
+# Weeks since MovieLens' first ratings (January 1995), Monday to Monday: a week outside the
+# configured dataset's range fails with the one-line as_of error that names the range.
+BACKTEST_WEEKS = dg.WeeklyPartitionsDefinition(start_date="1995-01-02", day_offset=1)
+WEEK = 7 * 86_400
+
+
+with warnings.catch_warnings():  # backfill_policy is beta in Dagster 1.13
+    warnings.simplefilter("ignore", dg.BetaWarning)
+
+    @dg.asset(
+        key="backtest",
+        partitions_def=BACKTEST_WEEKS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description="`inttower backtest` over weeks: each partition is a cutoff T_i (its Monday); "
+        "retrained as of T_i and tested on its week, beside the model of the range's first week "
+        "(frozen) and the no-model baseline. A backfill of a range is one run: the same "
+        "computation as the CLI, written to reports/backtest.json and plots/backtest.png",
+        group_name="evaluation",
+        kinds={"python"},
+        owners=OWNERS,
+    )
+    def backtest(
+        context: dg.AssetExecutionContext, run: dg.ResourceParam[RunContext]
+    ) -> dg.MaterializeResult:
+        from inttower.backtest import backtest_at
+
+        cuts = [int(datetime.fromisoformat(key).replace(tzinfo=UTC).timestamp())
+                for key in context.partition_keys]  # fmt: skip
+        context.log.info("backtest over %d weeks from %s", len(cuts), context.partition_keys[0])
+        with forward_library_logs(context.log), run.storage.mirror_env():
+            report = backtest_at(run.params, run.paths, sorted(cuts), WEEK, "7d")
+        rows = [
+            {"as_of": row["as_of"], "test_events": row["test_events"],
+             "retrained_auc": row["retrained"]["auc"], "frozen_auc": row["frozen"]["auc"],
+             "baseline_auc": row["baseline"]["auc"]}
+            for row in report["windows"]
+        ]  # fmt: skip
+        return dg.MaterializeResult(
+            metadata={
+                "windows": dg.MetadataValue.md(md_table(rows)),
+                "mean": dg.MetadataValue.json(report["mean"]),
+                "report": str(run.paths.reports / "backtest.json"),
+                **run.metadata(),
+            }
+        )

@@ -89,21 +89,43 @@ def _complete_run(params: Params, paths: Paths, stages: list[str], label: str) -
 
 
 def run_backtest(params: Params, paths: Paths, windows: int, every: str) -> dict[str, Any]:
-    """Every window, one after another; writes reports/backtest.json and the chart."""
+    """N windows `every` apart, the last ending at the last event; see `backtest_at`."""
+    seconds = parse_duration(every)
+    full = _full_timeline(params, paths)
+    stamps = read_parquet(full["features.events"])["timestamp"]
+    cuts = cutoffs(int(stamps.min()), int(stamps.max()), windows, seconds)  # type: ignore[arg-type]
+    return backtest_at(params, paths, cuts, seconds, every, full)
+
+
+def _full_timeline(params: Params, paths: Paths) -> Paths:
+    """Every event's point-in-time features, from one run over the whole timeline."""
     if params.split.leaky:
         raise InttowerError("split.protocol: the backtest needs `temporal` (point-in-time) splits")
     if params.data.as_of is not None:
         raise InttowerError("data.as_of: the backtest chooses its own cutoffs; set it to null")
-    seconds = parse_duration(every)
-    work = paths.data / BACKTEST_WORK
-    full = Paths.for_data(work / "full")
+    full = Paths.for_data(paths.data / BACKTEST_WORK / "full")
     featured = [stage.name for stage in STAGE_LIST][: _index("features") + 1]
     _complete_run(params, full, featured, "full timeline")
+    return full
+
+
+def backtest_at(
+    params: Params,
+    paths: Paths,
+    cuts: list[int],
+    seconds: int,
+    every: str,
+    full: Paths | None = None,
+) -> dict[str, Any]:
+    """Windows [T_i, T_i + seconds), one after another: retrained as of T_i, frozen (as of T_1)
+    and the baseline on each; writes reports/backtest.json and the chart. The Dagster asset
+    calls this with the weeks of a partition range, so a backfill is the same computation."""
+    full = full or _full_timeline(params, paths)
     events = read_parquet(full["features.events"])
     users, items = read_parquet(full["features.users"]), read_parquet(full["features.items"])
-    stamps = events["timestamp"]
-    cuts = cutoffs(int(stamps.min()), int(stamps.max()), windows, seconds)  # type: ignore[arg-type]
+    work = paths.data / BACKTEST_WORK
     everything = [stage.name for stage in STAGE_LIST]
+    windows = len(cuts)
     rows: list[dict[str, Any]] = []
     frozen: dict[str, Path] | None = None
     for index, cut in enumerate(cuts, start=1):

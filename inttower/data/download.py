@@ -207,6 +207,7 @@ def fetch_dataset(
         log.warning("%s: %s; extracting it again from a verified archive", target, problem)
     downloads_dir.mkdir(parents=True, exist_ok=True)
     recorded = _recorded_archive_md5(downloads_dir, spec)
+    served = server_record(downloads_dir, spec, archive_md5) if archive_md5 else None
     try:
         if spec.md5 is None and archive_md5 is not None and archive_md5 == recorded:
             expected = archive_md5  # the archive the files came from, verified back then: offline
@@ -215,7 +216,7 @@ def fetch_dataset(
                 url, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s
             )
         if archive_md5 != expected:
-            download(
+            served = download(
                 url,
                 archive,
                 expected,
@@ -231,7 +232,7 @@ def fetch_dataset(
             f"{target}: {problem}, and no verified archive is left to restore it from: {exc}"
         ) from None
     try:
-        return extract_dataset(archive, spec, downloads_dir, archive_md5=expected)
+        return extract_dataset(archive, spec, downloads_dir, archive_md5=expected, served=served)
     except (UnsafeArchiveError, DataSourceError):
         # It matched its checksum yet cannot be used: keep nothing of it.
         archive.unlink(missing_ok=True)
@@ -343,6 +344,19 @@ def published_md5(
     return _retrying(md5_url, once, retries, backoff_s)
 
 
+def server_record(downloads_dir: Path | str, spec: DatasetSpec, md5: str) -> dict[str, Any] | None:
+    """The ETag and Last-Modified GroupLens sent with the archive whose md5 is `md5` (from the
+    extraction manifest), or None."""
+    try:
+        manifest = _manifest_json(manifest_path(Path(downloads_dir), spec))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("archive_md5") != md5:
+        return None
+    served = manifest.get("server")
+    return served if isinstance(served, dict) else None
+
+
 def download(
     url: str,
     archive: Path,
@@ -352,11 +366,12 @@ def download(
     retries: int = 4,
     backoff_s: float = 1.0,
     timeout_s: float = 60.0,
-) -> Path:
+) -> dict[str, str | None]:
     """Stream `url` into `archive` through a temporary file; only a complete body whose md5 is
-    `expected_md5` is renamed into place, anything else is deleted and raises DownloadError."""
+    `expected_md5` is renamed into place, anything else is deleted and raises DownloadError.
+    Returns the server's ETag and Last-Modified for that archive."""
 
-    def once() -> Path:
+    def once() -> dict[str, str | None]:
         with _open(url, timeout_s) as response, atomic_path(archive) as part:
             length = response.headers.get("Content-Length")
             expected_size = int(length) if length and length.isdigit() else None
@@ -395,7 +410,10 @@ def download(
                     f"{url}: md5 mismatch: expected {expected_md5}, got {actual}; "
                     "the download was discarded"
                 )
-        return archive
+            # what the server said of this publication: GroupLens re-publishes ml-latest(-small)
+            served = {"etag": response.headers.get("ETag"),
+                      "last_modified": response.headers.get("Last-Modified")}  # fmt: skip
+        return served
 
     return _retrying(url, once, retries, backoff_s)
 
@@ -428,7 +446,12 @@ def _copy_hashing(source: IO[bytes], destination: Path) -> dict[str, str | int]:
 
 
 def extract_dataset(
-    archive: Path, spec: DatasetSpec, downloads_dir: Path, *, archive_md5: str | None = None
+    archive: Path,
+    spec: DatasetSpec,
+    downloads_dir: Path,
+    *,
+    archive_md5: str | None = None,
+    served: dict[str, str | None] | None = None,
 ) -> Path:
     """Extract `archive` into `<downloads_dir>/<name>/`, all or nothing: every entry is checked
     first, files go to a staging folder, and the dataset folder appears only on success, its
@@ -485,6 +508,7 @@ def extract_dataset(
             "archive": spec.archive,
             "archive_md5": archive_md5 or file_md5(archive),
             "files": hashes,
+            **({"server": served} if served else {}),
         },
         manifest,
     )

@@ -23,6 +23,7 @@ from inttower.data.download import (
     extracted_archive_md5,
     mirror_source,
     published_md5,
+    server_record,
 )
 from inttower.io import file_md5, write_json
 
@@ -55,13 +56,16 @@ def source_fingerprint(
     spec = dataset_spec(name)
     downloads_dir = Path(downloads_dir)
     if mirror is None:
-        return {
+        md5 = _grouplens_md5(spec, downloads_dir)
+        record = {
             "format": FORMAT,
             "dataset": name,
             "source": "grouplens",
             "url": spec.url(),
-            "md5": _grouplens_md5(spec, downloads_dir),
+            "md5": md5,
         }
+        served = server_record(downloads_dir, spec, md5)  # ETag / Last-Modified of that archive
+        return record | ({"server": served} if served else {})
     found = mirror_source(spec, Path(mirror))  # the very folder or zip that ingest would open
     cache = StatCache(downloads_dir / CACHE_NAME)
     if found.is_dir():

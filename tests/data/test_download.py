@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from inttower.config import parse_params
+from inttower.data.fingerprint import source_fingerprint
+
 from inttower.data.download import (
     DATASETS,
     GROUPLENS_URL,
@@ -35,6 +38,7 @@ class Reply:
     status: int = 200
     body: bytes = b""
     truncate: bool = False  # announce the full length, send half, hang up
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +68,8 @@ def server() -> Iterator[Server]:
             self.send_response(reply.status)
             length = len(reply.body) * 2 if reply.truncate else len(reply.body)
             self.send_header("Content-Length", str(length))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(reply.body[: len(reply.body) // 2] if reply.truncate else reply.body)
             self.close_connection = True
@@ -480,3 +486,24 @@ def test_replaced_mirror_zip_is_extracted_again(tmp_path: Path) -> None:
 
     assert fetch_dataset("ml-latest-small", downloads, mirror=mirror) == folder
     assert (folder / "ratings.csv").read_bytes() == newer_ratings
+
+
+def test_the_servers_etag_and_last_modified_enter_the_source_fingerprint(
+    tmp_path: Path, server: Server
+) -> None:
+    """ml-latest-small is re-published over time: the fingerprint of a GroupLens source records
+    what the server said of the archive it came from, so a re-publication is a new version."""
+    archive = make_zip(tmp_path / "src.zip", csv_dataset("ml-latest-small"))
+    served = {"ETag": '"v1-abc"', "Last-Modified": "Wed, 01 Oct 2025 10:00:00 GMT"}
+    server.serve("/datasets/ml-latest-small.zip", Reply(body=archive, headers=served))
+    server.serve("/datasets/ml-latest-small.zip.md5", Reply(body=md5(archive).encode()))
+    downloads = tmp_path / "downloads"
+    fetch_dataset("ml-latest-small", downloads, base_url=server.url, **FAST)
+    params = parse_params({"data": {"dataset": "ml-latest-small"}})
+    fingerprint = source_fingerprint(params, None, downloads)  # offline: the extraction's
+    assert fingerprint["md5"] == md5(archive)
+    assert fingerprint["server"] == {
+        "etag": '"v1-abc"',
+        "last_modified": "Wed, 01 Oct 2025 10:00:00 GMT",
+    }
+    assert server.total_hits() == 2  # the archive and its md5, once; the fingerprint is offline

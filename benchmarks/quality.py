@@ -74,6 +74,7 @@ def main() -> None:
     extra = parse_overrides(args.set)
     runs: list[dict[str, Any]] = []
     baselines: dict[str, dict[str, Any]] = {}
+    oracles: dict[str, dict[str, Any]] = {}  # synthetic data: the generator's own P(label)
     with tempfile.TemporaryDirectory(prefix="inttower-quality-") as scratch:
         for split in splits:
             # --set reaches the data stages too (e.g. features.genre_profile=true)
@@ -96,6 +97,8 @@ def main() -> None:
                     summary = STAGES["train"].run(params, paths)
                     metrics = STAGES["evaluate"].run(params, paths)
                     baselines[split] = metrics["baselines"]
+                    if metrics.get("oracle"):
+                        oracles[split] = metrics["oracle"]
                     run = {
                         "split": split,
                         "model": model,
@@ -122,8 +125,10 @@ def main() -> None:
                     load_params(ROOT / "params.yaml", split_overrides), paths
                 )["baselines"]
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "baselines": baselines}, indent=2))
-    print(_table(runs, baselines, splits, models, seeds, args.precision))
+        args.json.write_text(
+            json.dumps({"runs": runs, "baselines": baselines, "oracles": oracles}, indent=2)
+        )
+    print(_table(runs, baselines, splits, models, seeds, args.precision, oracles))
 
 
 def _table(
@@ -133,6 +138,7 @@ def _table(
     models: list[str],
     seeds: list[int],
     precision: str,
+    oracles: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     lines = [
         f"seeds {','.join(map(str, seeds))}; train.precision={precision}; evaluation in fp32; "
@@ -168,6 +174,12 @@ def _table(
             lines.append(
                 f"| {label} | {description} | {block['auc']:.4f} | {logloss} "
                 "| — | — | — | — | — | — | — | — |"
+            )
+        oracle = (oracles or {}).get(split)
+        if oracle:
+            lines.append(
+                f"| {label} | the oracle: the generator's own P(label) (the ceiling) "
+                f"| {oracle['auc']:.4f} | {oracle['logloss']:.4f} | — | — | — | — | — | — | — | — |"
             )
     return "\n".join(lines)
 

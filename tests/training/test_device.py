@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
 from inttower.errors import InttowerError
+from inttower.training import device as device_module
 from inttower.training.device import DeviceError, Precision, select_device
 
 
@@ -70,3 +73,26 @@ def test_cuda_uses_mixed_precision() -> None:
     with precision.autocast():
         product = torch.ones(4, 4, device="cuda") @ torch.ones(4, 4, device="cuda")
     assert product.dtype == precision.dtype
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_with_the_capability(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(device_module, "native_bf16_flags", lambda: [])
+    with caplog.at_level(logging.WARNING, logger="inttower.training"):
+        precision = Precision.for_device(torch.device("cpu"), "bf16")
+    assert precision.name == "bfloat16"  # asked for, so used (and the card says so)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "without native bfloat16" in message
+    assert torch.backends.cpu.get_cpu_capability() in message and "17x slower" in message
+
+
+def test_bf16_on_a_cpu_with_native_bf16_is_quiet(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(device_module, "native_bf16_flags", lambda: ["amx_bf16"])
+    with caplog.at_level(logging.WARNING, logger="inttower.training"):
+        Precision.for_device(torch.device("cpu"), "bf16")
+        Precision.for_device(torch.device("cpu"), "auto")
+    assert not caplog.records

@@ -1,4 +1,9 @@
-"""Training throughput (samples/s), epoch time (validation included) and memory per epoch.
+"""Training throughput (samples/s) beside its arithmetic floor, epoch time and memory per epoch.
+
+The floor: the FLOPs of one real training step counted by torch's flop counter, divided into the
+fp32 GEMM rate this machine sustains at the model's own Linear shapes (measured here, beside
+the 1024³ sgemm); the achieved fraction is the median samples/s over that floor. Validation is
+timed apart (rows/s), so an epoch's time is explained end to end.
 
 IntTower at the official configuration (params.yaml defaults) on the real encoded ml-100k train
 split, with the training loop's own epoch and validation functions, for each precision; prints the
@@ -32,6 +37,44 @@ def _rss_mib() -> tuple[float, float]:
     return peak, pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _floor(model, train_data, precision, params) -> float:
+    """Print and return the samples/s floor: one real step's FLOPs (torch's counter) into the
+    GEMM rate measured at the model's own Linear shapes."""
+    import torch
+
+    from inttower.models.losses import objective_loss
+    from inttower.training.flops import (
+        linear_shapes,
+        model_gemm_gflops,
+        sgemm_gflops,
+        step_flops,
+    )
+
+    batch = next(iter(train_data.shuffled(params.train.batch_size, params.seed, 1)))
+
+    def step() -> torch.Tensor:
+        with precision.autocast():
+            output = model(batch.inputs)
+            return objective_loss(model, output, batch.labels, batch.groups, params.model,
+                                  params.train.objective, items=batch.items)["loss"]  # fmt: skip
+
+    total_flops, forward_ops = step_flops(step)
+    model.zero_grad(set_to_none=True)
+    per_sample = total_flops / len(batch)
+    gemm = model_gemm_gflops(linear_shapes(model, lambda: model(batch.inputs)))
+    cube = sgemm_gflops(1024, 1024, 1024)
+    floor = gemm * 1e9 / per_sample
+    top = sorted(forward_ops.items(), key=lambda item: -item[1])[:4]
+    print(
+        f"  floor: {per_sample / 1e6:.2f} MFLOP per sample (forward "
+        f"{sum(forward_ops.values()) / len(batch) / 1e6:.2f}: "
+        + ", ".join(f"{op} {n / len(batch) / 1e6:.2f}" for op, n in top)
+        + f"); sgemm {gemm:.1f} GFLOP/s at the model's shapes ({cube:.1f} at 1024³)"
+        f" -> floor {floor:,.0f} samples/s"
+    )
+    return floor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="timed epochs per precision (+1)")
@@ -51,7 +94,13 @@ def main() -> None:
     from inttower.pipeline import STAGES
     from inttower.training.batching import DeviceSplit
     from inttower.training.device import Precision, reproducible, select_device
+    from inttower.training.flops import cpu_model
     from inttower.training.train import _train_epoch, _validate
+
+    print(
+        f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+    )
 
     with tempfile.TemporaryDirectory(prefix="inttower-throughput-") as scratch:
         paths = Paths(data=Path(scratch), reports=Path(scratch) / "reports")
@@ -80,32 +129,40 @@ def main() -> None:
                 model = build_model(train_split.fields, params.model).to(device)
                 optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
                 scaler = precision.make_scaler()
-                rates, epoch_seconds = [], []
+                rates, epoch_seconds, valid_rates = [], [], []
                 print(
                     f"\n{args.model} {precision.name} on {device} "
                     f"({torch.get_num_threads()} threads), {len(train_data)} train rows, "
                     f"{len(valid_data)} valid rows, {model.n_parameters():,} parameters"
                 )
+                floor = _floor(model, train_data, precision, params)
                 for epoch in range(1, args.epochs + 2):
                     started = time.perf_counter()
                     _, train_seconds = _train_epoch(
                         model, optimizer, scaler, precision, train_data, params, epoch, False, None
                     )
+                    validated = time.perf_counter()
                     valid_auc, _ = _validate(model, valid_data)
+                    valid_rate = len(valid_data) / (time.perf_counter() - validated)
                     seconds = time.perf_counter() - started
                     peak, current = _rss_mib()
                     rate = len(train_data) / train_seconds
                     print(
-                        f"  epoch {epoch}: {rate:,.0f} samples/s, {seconds:.2f} s incl. validation, "
+                        f"  epoch {epoch}: {rate:,.0f} samples/s ({rate / floor:.0%} of the floor), "
+                        f"validation {valid_rate:,.0f} rows/s, {seconds:.2f} s incl. validation, "
                         f"valid AUC {valid_auc:.4f}, peak RSS {peak:,.0f} MiB, "
                         f"current RSS {current:,.0f} MiB" + (" (warm-up)" if epoch == 1 else "")
                     )
                     if epoch > 1:
                         rates.append(rate)
                         epoch_seconds.append(seconds)
+                        valid_rates.append(valid_rate)
+                median = statistics.median(rates)
                 print(
-                    f"  median over {len(rates)} epochs: {statistics.median(rates):,.0f} samples/s,"
-                    f" {statistics.median(epoch_seconds):.2f} s per epoch incl. validation"
+                    f"  median over {len(rates)} epochs: {median:,.0f} samples/s = "
+                    f"{median / floor:.0%} of the {floor:,.0f} floor; validation "
+                    f"{statistics.median(valid_rates):,.0f} rows/s; "
+                    f"{statistics.median(epoch_seconds):.2f} s per epoch incl. validation"
                 )
 
 

@@ -25,6 +25,7 @@ DATASETS = (
     "ml-32m",
     "ml-latest-small",
     "synthetic",
+    "custom",
 )
 
 
@@ -40,12 +41,29 @@ class SyntheticParams(_Strict):
     n_events: int = Field(1_000_000, ge=100)
 
 
+class CustomParams(_Strict):
+    # your own event log: parquet or CSV in the canonical schema (inttower/data/custom.py)
+    interactions: str | None = None
+    users: str | None = None
+    items: str | None = None
+
+
 class DataParams(_Strict):
     dataset: Literal[DATASETS] = "ml-100k"  # type: ignore[valid-type]
     synthetic: SyntheticParams = SyntheticParams()
+    custom: CustomParams = CustomParams()
     # the world as it was then: only events strictly before this instant exist for any stage;
     # kept as a normalized UTC ISO-8601 string (a date means its midnight UTC)
     as_of: str | None = None
+
+    @model_validator(mode="after")
+    def _custom_needs_interactions(self) -> DataParams:
+        if self.dataset == "custom" and not self.custom.interactions:
+            raise ValueError(
+                "dataset `custom` needs data.custom.interactions: a parquet or CSV file with "
+                "user_id, item_id, rating, timestamp"
+            )
+        return self
 
     @field_validator("as_of", mode="before")
     @classmethod

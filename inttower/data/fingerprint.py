@@ -53,8 +53,20 @@ def source_fingerprint(
             "synthetic": params.data.synthetic.model_dump(),
             "seed": params.seed,
         }
-    spec = dataset_spec(name)
     downloads_dir = Path(downloads_dir)
+    if name == "custom":
+        from inttower.data.custom import custom_files
+        from inttower.errors import DataSourceError
+
+        cache = StatCache(downloads_dir / CACHE_NAME)
+        files = {}
+        for table, path in custom_files(params.data.custom).items():
+            if not path.is_file():
+                raise DataSourceError(path, f"file not found (data.custom.{table})")
+            files[table] = {"name": path.name, **cache.digest(path)}
+        cache.save()
+        return {"format": FORMAT, "dataset": name, "source": "custom", "files": files}
+    spec = dataset_spec(name)
     if mirror is None:
         md5 = _grouplens_md5(spec, downloads_dir)
         record = {

@@ -531,5 +531,9 @@ def load_raw(params: Params, downloads_dir: Path | str, mirror: Path | str | Non
         from inttower.data.synthetic import generate
 
         return generate(params.data.synthetic, params.seed)
+    if name == "custom":
+        from inttower.data.custom import read_custom
+
+        return read_custom(params.data.custom)
     directory = fetch_dataset(name, Path(downloads_dir), mirror=mirror)
     return read_dataset(directory, name)

@@ -48,8 +48,8 @@ def dvc_md5(path: Path) -> str | None:
 
 def output_hashes(stage: Stage, paths: Paths) -> dict[str, str | None]:
     """DVC hash of every output the stage declares, keyed by its dvc.yaml path."""
-    declared = [*stage.outs(DVC_PATHS), *stage.metrics(DVC_PATHS), *stage.plots(DVC_PATHS)]
-    actual = [*stage.outs(paths), *stage.metrics(paths), *stage.plots(paths)]
+    declared, actual = ([*stage.outs(where), *stage.reports(where), *stage.metrics(where),
+                         *stage.plots(where)] for where in (DVC_PATHS, paths))  # fmt: skip
     return {str(name): dvc_md5(path) for name, path in zip(declared, actual, strict=True)}
 
 

@@ -14,8 +14,10 @@ from typing import Literal
 
 Format = Literal["parquet", "json", "safetensors", "csv", "png", "folder"]
 Root = Literal["data", "reports"]
-# out: cached by DVC; metric / plot: small files kept in git (DVC `cache: false`)
-Role = Literal["out", "metric", "plot"]
+# out: cached by DVC; metric / plot / report: small files kept in git (DVC `cache: false`).
+# Only metrics.json is a DVC metric, so `dvc exp show` and `dvc metrics diff` lead with what
+# matters; the other summaries are plain uncached outputs (report).
+Role = Literal["out", "metric", "plot", "report"]
 
 SPLITS = ("train", "valid", "test")
 TABLES = ("interactions", "users", "items")
@@ -71,9 +73,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
     # on the remaining rows still name their source lines
     Artifact("ingested.removed", "01_ingested/removed_rows.parquet", "parquet", "ingest"),
     *_tables("validated", "02_validated", "validate"),
-    Artifact("validation", "validation.json", "json", "validate", "reports", "metric"),
+    Artifact("validation", "validation.json", "json", "validate", "reports", "report"),
     Artifact("split.events", "03_split/events.parquet", "parquet", "split"),
-    Artifact("split.summary", "split.json", "json", "split", "reports", "metric"),
+    Artifact("split.summary", "split.json", "json", "split", "reports", "report"),
     Artifact("features.events", "04_features/events.parquet", "parquet", "features"),
     Artifact("features.users", "04_features/users.parquet", "parquet", "features"),
     Artifact("features.items", "04_features/items.parquet", "parquet", "features"),
@@ -91,7 +93,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         for split in SPLITS
     ),
     Artifact("encoded.fields", "06_encoded/fields.json", "json", "encode", within="encoded"),
-    Artifact("encode.summary", "encode.json", "json", "encode", "reports", "metric"),
+    Artifact("encode.summary", "encode.json", "json", "encode", "reports", "report"),
     Artifact("model", "07_model", "folder", "train"),
     Artifact("model.weights", "07_model/model.safetensors", "safetensors", "train", within="model"),
     Artifact("model.card", "07_model/model_card.json", "json", "train", within="model"),

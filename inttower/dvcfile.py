@@ -32,8 +32,10 @@ def _stage_entry(stage: Stage) -> dict[str, Any]:
     entry["deps"] = deps
     if stage.params:
         entry["params"] = list(stage.params)
-    if outs := stage.outs(DVC_PATHS):
-        entry["outs"] = [{str(path): {"persist": True}} for path in outs]
+    outs = [{str(path): {"persist": True}} for path in stage.outs(DVC_PATHS)]
+    outs += [{str(path): {"cache": False, "persist": True}} for path in stage.reports(DVC_PATHS)]
+    if outs:
+        entry["outs"] = outs
     if metrics := stage.metrics(DVC_PATHS):
         entry["metrics"] = [{str(path): {"cache": False, "persist": True}} for path in metrics]
     if plots := stage.plots(DVC_PATHS):

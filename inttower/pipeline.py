@@ -54,11 +54,15 @@ class Stage:
         return self._of(paths, "out")
 
     def metrics(self, paths: Paths) -> list[Path]:
-        """Small JSON kept in git."""
+        """Small JSON kept in git that DVC shows as metrics."""
         return self._of(paths, "metric")
 
     def plots(self, paths: Paths) -> list[Path]:
         return self._of(paths, "plot")
+
+    def reports(self, paths: Paths) -> list[Path]:
+        """Small summaries kept in git that are not DVC metrics (uncached outs)."""
+        return self._of(paths, "report")
 
     def produces(self, paths: Paths) -> list[Path]:
         """Everything the stage writes that DVC or Dagster hashes."""

@@ -31,8 +31,10 @@ def test_dvc_stages_declare_code_params_and_outputs() -> None:
             assert source in entry["deps"] and (ROOT / source).exists(), source
         assert entry.get("params", []) == list(stage.params)
         outs = [next(iter(out)) for out in entry.get("outs", [])]
-        assert outs == [str(out) for out in stage.outs(DVC_PATHS)]
-        assert all(out.startswith("data/") for out in outs)
+        cached, reports = stage.outs(DVC_PATHS), stage.reports(DVC_PATHS)
+        assert outs == [str(out) for out in [*cached, *reports]]
+        assert all(str(out).startswith("data/") for out in cached)
+        assert all(str(out).startswith("reports/") for out in reports)
         # DVC must never delete outputs before a stage runs: a failed stage keeps the last good
         for section in ("outs", "metrics", "plots"):
             assert all(next(iter(out.values()))["persist"] for out in entry.get(section, []))

@@ -152,6 +152,7 @@ def test_a_retrain_is_a_decision_and_every_one_an_experiment(
     assert names <= experiments.keys(), experiments.keys()
     shown = experiments[weaker["experiment"]]
     assert shown["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+    assert list(shown["metrics"]) == ["reports/metrics.json"]  # the one metrics file: no clutter
     metrics = shown["metrics"]["reports/metrics.json"]["data"]["test"]
     assert metrics["auc"] == pytest.approx(weaker["challenger"]["test"]["auc"])
     assert "retrain" not in _run(["git", "log", "--oneline"], repo, mirror)  # branch untouched

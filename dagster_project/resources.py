@@ -22,6 +22,7 @@ from pydantic import Field
 
 from inttower.config import Params, load_params
 from inttower.paths import DATA_DIR_ENV, MIRROR_ENV, REPORTS_DIR_ENV, Paths
+from inttower.pipeline import code_digest
 from inttower.run_lock import run_lock
 
 
@@ -121,15 +122,6 @@ def run_params(params: ParamsResource, compute: ComputeResource) -> RunParams:
     return RunParams(
         params=params.load(compute.overrides()), overrides=overrides, source=params.path
     )
-
-
-def code_digest() -> str:
-    """sha256 over every stage's source files: DVC records their hashes in dvc.lock, so they
-    must be what the run executed."""
-    from inttower.pipeline import STAGE_LIST, hash_sources
-
-    files = sorted({name for stage in STAGE_LIST for name in stage.code})
-    return hash_sources(hashlib.sha256(), files).hexdigest()
 
 
 def file_digest(path: Path | str) -> str:

@@ -45,14 +45,13 @@ def lineage(params: Params, paths: Paths) -> dict[str, str]:
     """Digests of the data (the source fingerprint, computed now), the code of every stage and
     the model-lineage params: equal lineages build the same model, byte for byte."""
     from inttower.data.fingerprint import source_fingerprint
-    from inttower.pipeline import STAGE_LIST, hash_sources
+    from inttower.pipeline import code_digest
 
     fingerprint = source_fingerprint(params, mirror_dir(), paths.downloads)
     data = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-    code = sorted({relative for stage in STAGE_LIST for relative in stage.code})
     return {
         "data": data,
-        "code": hash_sources(hashlib.sha256(), code).hexdigest()[:16],
+        "code": code_digest()[:16],
         "params": params.fingerprint(list(MODEL_LINEAGE_KEYS)),
     }
 
@@ -132,8 +131,8 @@ def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
     bundle was built with other feature params, its features are computed again with them."""
     import polars as pl
 
-    from inttower.features.features import event_features, item_attributes, user_attributes
     from inttower.io import read_parquet
+    from inttower.stages import compute_features
 
     files = {name: bundle / name for name in CHAMPION_BUNDLE}
     trained = bundle_params(files)
@@ -146,15 +145,7 @@ def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
         users = read_parquet(paths["features.users"])
         items = read_parquet(paths["features.items"])
     else:
-        validated_items = read_parquet(paths["validated.items"])
-        events, _ = event_features(
-            read_parquet(paths["split.events"]),
-            trained.features,
-            params.split,
-            validated_items if trained.features.genre_profile else None,
-        )
-        users = user_attributes(read_parquet(paths["validated.users"]))
-        items = item_attributes(validated_items)
+        events, _, users, items = compute_features(trained.features, params.split, paths)
     train_users = events.filter(pl.col("split") == "train")["user_id"].unique()
     test = events.filter(pl.col("split") == "test")
     return score_events(files, test, users, items, train_users)

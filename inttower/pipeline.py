@@ -201,6 +201,13 @@ STAGE_LIST: tuple[Stage, ...] = (
 STAGES: dict[str, Stage] = {stage.name: stage for stage in STAGE_LIST}
 
 
+def code_digest() -> str:
+    """sha256 over every stage's source files: what DVC records in dvc.lock, and what a
+    champion's lineage and a Dagster run's drift check compare."""
+    files = sorted({name for stage in STAGE_LIST for name in stage.code})
+    return hash_sources(hashlib.sha256(), files).hexdigest()
+
+
 def stage_names() -> list[str]:
     return [stage.name for stage in STAGE_LIST]
 

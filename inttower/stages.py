@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from inttower.catalog import SPLITS, TABLES
-from inttower.config import Params
+from inttower.config import FeatureParams, Params, SplitParams
 from inttower.errors import InttowerError, StageInputError
 from inttower.io import read_json, read_parquet, write_json, write_parquet
 from inttower.paths import Paths, mirror_dir
@@ -122,24 +122,29 @@ def split(params: Params, paths: Paths) -> dict[str, Any]:
     return summary
 
 
-def features(params: Params, paths: Paths) -> dict[str, Any]:
-    """Point-in-time event features plus static user and item attributes."""
-    from inttower.features.features import (
-        event_features,
-        feature_summary,
-        item_attributes,
-        user_attributes,
-    )
+def compute_features(
+    feature_params: FeatureParams, split_params: SplitParams, paths: Paths
+) -> tuple[pl.DataFrame, dict[str, float], pl.DataFrame, pl.DataFrame]:
+    """(events, priors, users, items) from the split events and validated tables: the features
+    stage's computation, also used to score a champion built with other feature params."""
+    from inttower.features.features import event_features, item_attributes, user_attributes
 
     validated_items = read_parquet(paths["validated.items"])
     events, priors = event_features(
         read_parquet(paths["split.events"]),
-        params.features,
-        params.split,
-        validated_items if params.features.genre_profile else None,
+        feature_params,
+        split_params,
+        validated_items if feature_params.genre_profile else None,
     )
     users = user_attributes(read_parquet(paths["validated.users"]))
-    items = item_attributes(validated_items)
+    return events, priors, users, item_attributes(validated_items)
+
+
+def features(params: Params, paths: Paths) -> dict[str, Any]:
+    """Point-in-time event features plus static user and item attributes."""
+    from inttower.features.features import feature_summary
+
+    events, priors, users, items = compute_features(params.features, params.split, paths)
     write_parquet(events, paths["features.events"])
     write_parquet(users, paths["features.users"])
     write_parquet(items, paths["features.items"])

@@ -18,6 +18,23 @@ PROJECT_FILES = (
 )
 
 
+# Small towers and two epochs on CPU: the end-to-end tests train for real, in seconds. The checks
+# against the baselines are tested on their own; these runs only need them out of the way.
+SMALL_TOWERS = {
+    "seed": 42,
+    "train.epochs": 2,
+    "train.patience": 2,
+    "train.batch_size": 1024,
+    "train.device": "cpu",
+    "model.hidden_units": [32, 16],
+    "model.heads": 4,
+    "model.head_dim": 8,
+    "model.embedding_dim": 8,
+    "checks.min_auc_gain_over_rate_logits": -1.0,
+    "checks.min_auc_gain_over_dense_logistic": -1.0,
+}
+
+
 def copy_project(target: Path, names: tuple[str, ...] = PROJECT_FILES) -> Path:
     """Copy `names` from the project root into `target` (caches left behind)."""
     for name in names:

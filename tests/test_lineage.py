@@ -29,7 +29,7 @@ from inttower.catalog import RUN_LOCK
 from inttower.config import set_dotted
 from inttower.io import file_md5
 from inttower.pipeline import STAGE_LIST
-from tests.helpers import copy_project
+from tests.helpers import SMALL_TOWERS, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -41,20 +41,7 @@ PROJECT_FILES = (
     ".dvcignore",
     ".gitignore",
 )
-SMALL = {
-    "seed": 42,
-    "train.epochs": 2,
-    "train.patience": 2,
-    "train.batch_size": 1024,
-    "train.device": "cpu",
-    "model.hidden_units": [32, 16],
-    "model.heads": 4,
-    "model.head_dim": 8,
-    "model.embedding_dim": 8,
-    "checks.min_test_auc": 0.0,
-    "checks.min_auc_gain_over_rate_logits": -1.0,
-    "checks.min_auc_gain_over_dense_logistic": -1.0,
-}
+SMALL = {**SMALL_TOWERS, "checks.min_test_auc": 0.0}
 STAGE_ASSETS = [stage.noun for stage in STAGE_LIST]
 
 

@@ -17,24 +17,11 @@ import yaml
 
 from inttower.config import set_dotted
 
-from .helpers import copy_project
+from .helpers import SMALL_TOWERS, copy_project
 
 pytestmark = pytest.mark.slow
 
-SMALL: dict[str, Any] = {
-    "seed": 42,
-    "train.epochs": 2,
-    "train.patience": 2,
-    "train.batch_size": 1024,
-    "train.device": "cpu",
-    "model.hidden_units": [32, 16],
-    "model.heads": 4,
-    "model.head_dim": 8,
-    "model.embedding_dim": 8,
-    # the checks against the baselines are tested on their own; here: the champion rule
-    "checks.min_auc_gain_over_rate_logits": -1.0,
-    "checks.min_auc_gain_over_dense_logistic": -1.0,
-}
+SMALL: dict[str, Any] = SMALL_TOWERS  # here: the champion rule, the default quality floor
 
 
 def _env(mirror: Path) -> dict[str, str]:

@@ -31,7 +31,7 @@ SOURCE_FILES = "movielens_files"
 # Follow upstream re-materializations, but never past a failed blocking check.
 FOLLOW_UPSTREAM = (
     dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-)
+).with_label("follow upstream: after an upstream change, once its blocking checks passed")
 
 
 def asset_key(stage_name: str) -> dg.AssetKey:

@@ -29,7 +29,8 @@ SAMPLE_ROWS = 10
 )
 def schema_valid(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
     try:
-        summary = validate_tables(load_ingested(run.paths))
+        with run.storage.mirror_env():  # failing rows are named where the mirror is
+            summary = validate_tables(load_ingested(run.paths))
     except ValidationFailed as failed:
         return dg.AssetCheckResult(
             passed=False,

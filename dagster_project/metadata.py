@@ -5,6 +5,7 @@ Only reporting lives here: every number comes from a stage summary or a file the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from inttower.paths import Paths
 from inttower.pipeline import Stage
 
 PREVIEW_ROWS = 5
-CURVE_POINTS = 11  # ROC points shown in the markdown table (the JSON keeps up to 101)
+DIGITS = 4  # headline numbers: 0.8283, not 0.8282775093510584
 
 
 # --- DVC hashes ------------------------------------------------------------------------------
@@ -72,6 +73,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | tuple) and len(text) > 40:
         text = text[:37] + "…"
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def headline(value: Any) -> Any:
+    """A number as the UI shows it at a glance: floats to DIGITS decimals, the rest unchanged."""
+    return round(float(value), DIGITS) if isinstance(value, float) else value
+
+
+def png_md(path: Path, title: str) -> dg.MetadataValue:
+    """A PNG the stage wrote, inline in the asset's metadata (a markdown data-URI image)."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
 def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -174,10 +186,7 @@ def _split(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "protocol": summary["protocol"],
         "leaky": summary["leaky"],
         "splits": dg.MetadataValue.md(md_table(rows)),
-        "time_ranges": dg.MetadataValue.json(
-            {row["split"]: [row["first_event"], row["last_event"]] for row in rows}
-        ),
-        **{f"label_balance/{row['split']}": float(row["positive_rate"]) for row in rows},
+        **{f"label_balance/{row['split']}": headline(float(row["positive_rate"])) for row in rows},
         "dagster/row_count": _rows(events),
         "dagster/column_schema": column_schema(events),
         "preview": frame_md(pl.read_parquet(events, n_rows=PREVIEW_ROWS)),
@@ -227,7 +236,9 @@ def _encode(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "splits": dg.MetadataValue.md(md_table(rows)),
         "dagster/row_count": sum(block["events"] for block in summary.values()),
         **{
-            f"unknown_item_share/{name}": float(block["unknown_share"].get("item_id", 0.0))
+            f"unknown_item_share/{name}": headline(
+                float(block["unknown_share"].get("item_id", 0.0))
+            )
             for name, block in summary.items()
         },
     }
@@ -244,11 +255,11 @@ def _train(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "best_epoch": int(summary["best_epoch"]),
         "epochs_run": int(summary["epochs_run"]),
         "stopped_early": bool(summary["stopped_early"]),
-        "valid_auc": summary["valid_auc"],
-        "valid_logloss": summary["valid_logloss"],
-        "samples_per_second": float(summary["timing"]["samples_per_second"]),
+        "valid_auc": headline(summary["valid_auc"]),
+        "valid_logloss": headline(summary["valid_logloss"]),
+        "samples_per_second": round(float(summary["timing"]["samples_per_second"])),
+        # the chart is on the evaluation asset (evaluate draws it from the model card)
         "training_curve": dg.MetadataValue.md(md_table(history)),
-        "training_curve_data": dg.MetadataValue.json(history),
     }
 
 
@@ -258,21 +269,24 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     baselines = [
         {"baseline": name, **block} for name, block in summary.get("baselines", {}).items()
     ]
-    roc = pl.read_csv(paths["plots.roc"])
-    calibration = pl.read_csv(paths["plots.calibration"])
     return {
         "model": summary["model"],
         "protocol": summary["protocol"],
         "leaky": summary["leaky"],
-        **{f"test_{name}": summary["test"].get(name) for name in ("auc", "logloss", "gauc", "ece")},
         **{
-            f"test_{name}_uncalibrated": summary["uncalibrated"]["test"].get(name)
+            f"test_{name}": headline(summary["test"].get(name))
+            for name in ("auc", "logloss", "gauc", "ece")
+        },
+        **{
+            f"test_{name}_uncalibrated": headline(summary["uncalibrated"]["test"].get(name))
             for name in ("logloss", "ece")
         },
-        "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
         # synthetic data only: the generator's own probabilities, the ceiling of any model
         **(
-            {f"oracle_test_{name}": summary["oracle"][name] for name in ("auc", "logloss")}
+            {
+                f"oracle_test_{name}": headline(summary["oracle"][name])
+                for name in ("auc", "logloss")
+            }
             if summary.get("oracle")
             else {}
         ),
@@ -280,19 +294,31 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
             md_table(rows, ["rows", "auc", "logloss", "gauc", "ece", "n"])
         ),
         "baselines": dg.MetadataValue.md(md_table(baselines)),
-        "roc": frame_md(_thin(roc, CURVE_POINTS)),
-        "roc_data": dg.MetadataValue.json(_thin(roc, 101).to_dict(as_series=False)),
-        "calibration": frame_md(calibration),
-        "metrics_json": dg.MetadataValue.json(summary),
+        "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
+        "training_curve": png_md(paths["plots.training_curve"], "training curve"),
+        "roc": png_md(paths["plots.roc"], "test ROC"),
+        "reliability": png_md(paths["plots.reliability"], "test reliability"),
+        "cold_warm": png_md(paths["plots.cold_warm"], "cold and warm users"),
     }
 
 
-def _thin(frame: pl.DataFrame, points: int) -> pl.DataFrame:
-    """Evenly spaced rows, first and last kept: a curve small enough to read."""
-    if frame.height <= points:
-        return frame
-    step = (frame.height - 1) / (points - 1)
-    return frame[[round(index * step) for index in range(points)]]
+def _export(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    manifest = read_json(paths["serving.manifest"])
+    sizes = [
+        {"file": name, "MiB": round(size / 2**20, 2)} for name, size in summary["bytes"].items()
+    ]
+    return {
+        "bundle_id": manifest["bundle_id"],
+        "model_id": manifest["model_id"],
+        "users": manifest["n_users"],
+        "items": manifest["n_items"],
+        "features_as_of": manifest["features_as_of"],
+        "test_auc": headline(manifest["evaluation"]["test"]["auc"]),
+        "files": dg.MetadataValue.md(md_table(sizes)),
+        "score": dg.MetadataValue.md(
+            f"`inttower score --data-dir {paths.data} --user-id USER --k 10`"
+        ),
+    }
 
 
 _BY_STAGE: dict[str, Callable[[dict[str, Any], Paths], dict[str, Any]]] = {
@@ -304,6 +330,7 @@ _BY_STAGE: dict[str, Callable[[dict[str, Any], Paths], dict[str, Any]]] = {
     "encode": _encode,
     "train": _train,
     "evaluate": _evaluate,
+    "export": _export,
 }
 
 
@@ -316,6 +343,5 @@ def stage_metadata(stage: Stage, summary: dict[str, Any], paths: Paths) -> dict[
 
 
 def hashes_metadata(hashes: Mapping[str, str | None]) -> dict[str, Any]:
-    """Output hashes as a readable table plus JSON that tools and tests can compare."""
-    rows = [{"output": name, "md5": digest} for name, digest in hashes.items()]
-    return {"dvc_md5": dg.MetadataValue.md(md_table(rows)), "dvc_md5_data": dict(hashes)}
+    """Output hashes, keyed by their dvc.yaml path: what dvc.lock records for the same bytes."""
+    return {"dvc_md5": dg.MetadataValue.json(dict(hashes))}

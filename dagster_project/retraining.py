@@ -19,8 +19,9 @@ from dagster_project.assets import (
     lineage_code_versions,
 )
 from dagster_project.logs import forward_library_logs
-from dagster_project.metadata import md_table
+from dagster_project.metadata import md_table, png_md
 from dagster_project.resources import ParamsResource, RunContext, StorageResource
+from inttower.catalog import BACKTEST_CHART
 from inttower.champion import decide, lineage
 from inttower.config import Params, load_params
 from inttower.dvc_cli import experiment_name, why_no_experiment, why_not_versionable
@@ -119,7 +120,7 @@ def build_champion_asset(params: Params) -> dg.AssetsDefinition:
     @dg.asset(
         key=CHAMPION_ASSET,
         code_version=code_version,
-        deps=[asset_key("evaluate")],
+        deps=[asset_key(STAGE_LIST[-1].name)],  # the serving bundle travels with the model
         description="Challenger vs champion on the same, freshest test window: the run's model is "
         "promoted only if it passed the blocking checks and is not worse than the champion by more "
         "than promotion.max_auc_drop / max_logloss_rise",
@@ -205,6 +206,7 @@ with warnings.catch_warnings():  # backfill_policy is beta in Dagster 1.13
         ]  # fmt: skip
         return dg.MaterializeResult(
             metadata={
+                "chart": png_md(run.paths.reports / BACKTEST_CHART, "backtest"),
                 "windows": dg.MetadataValue.md(md_table(rows)),
                 "mean": dg.MetadataValue.json(report["mean"]),
                 "report": str(run.paths.reports / "backtest.json"),

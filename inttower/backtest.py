@@ -24,7 +24,7 @@ from inttower.catalog import BACKTEST, BACKTEST_CHART, BACKTEST_WORK
 from inttower.champion import bundle_sources, lineage, score_events
 from inttower.config import Params, format_instant
 from inttower.errors import InttowerError
-from inttower.io import atomic_path, read_json, read_parquet, write_json
+from inttower.io import read_json, read_parquet, write_json
 from inttower.metrics import auc, finite_or_none
 from inttower.paths import Paths
 from inttower.pipeline import STAGE_LIST, run_stage
@@ -186,15 +186,11 @@ def _scores(scores: dict[str, Any]) -> dict[str, Any]:
 
 def write_chart(report: dict[str, Any], target: Path) -> Path:
     """AUC over time: retrained, frozen and baseline, one point per window (stable bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    from matplotlib import pyplot as plt
+    from inttower.evaluation.plots import png_figure
 
     rows = report["windows"]
     dates = [row["as_of"][:10] for row in rows]
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
-    try:
+    with png_figure(target, size=(7, 4)) as axes:
         for key, label, style in (
             ("retrained", "retrained at each cutoff", "o-"),
             ("frozen", f"frozen (trained as of {dates[0]})", "s--"),
@@ -205,11 +201,5 @@ def write_chart(report: dict[str, Any], target: Path) -> Path:
         axes.set(xlabel="window start (as of)", ylabel="test AUC on the window",
                  title=f"Backtest: {report['model']} on {report['dataset']}, every {report['every']}")  # fmt: skip
         axes.legend(frameon=False)
-        axes.grid(alpha=0.3)
         axes.tick_params(axis="x", labelrotation=30)
-        figure.tight_layout()
-        with atomic_path(target) as temporary:
-            figure.savefig(temporary, format="png", metadata={"Software": None})
-    finally:
-        plt.close(figure)
     return target

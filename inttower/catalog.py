@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Format = Literal["parquet", "json", "safetensors", "csv", "png", "folder"]
+Format = Literal["parquet", "json", "safetensors", "csv", "png", "onnx", "folder"]
 Root = Literal["data", "reports"]
 # out: cached by DVC; metric / plot / report: small files kept in git (DVC `cache: false`).
 # Only metrics.json is a DVC metric, so `dvc exp show` and `dvc metrics diff` lead with what
@@ -33,13 +33,28 @@ REGISTRY = "registry/champion"  # under the data directory: the champion's bundl
 CHAMPION = "champion.json"  # under the reports directory: the record `inttower champion` prints
 CHAMPION_HISTORY = "champion_history.jsonl"  # every promotion and restore
 PROMOTION = "promotion.json"  # the last retrain's decision: both sets of scores, the reason
+# The serving bundle (inttower/serving/export.py), by artifact name, file and format; the
+# manifest is written last.
+SERVING_FILES: tuple[tuple[str, str, Format], ...] = (
+    ("user_tower", "user_tower.onnx", "onnx"),
+    ("scorer", "scorer.onnx", "onnx"),
+    ("items", "items.safetensors", "safetensors"),
+    ("users", "users.safetensors", "safetensors"),
+    ("catalogue", "catalogue.json", "json"),
+    ("encoders", "encoders.json", "json"),
+    ("calibration", "calibration.json", "json"),
+    ("manifest", "manifest.json", "json"),
+)
 # A bundle: what scoring a model needs, by file name, from the artifacts of the run that made it.
 CHAMPION_BUNDLE = {
     "encoders.json": "encoders",
     "model.safetensors": "model.weights",
     "model_card.json": "model.card",
     "calibration.json": "model.calibration",
+    # the run's serving bundle travels with its model: `inttower score` serves the champion
+    **{f"serving/{file}": f"serving.{name}" for name, file, _ in SERVING_FILES},
 }
+CHAMPION_SERVING = "serving"  # the serving bundle's folder inside the champion's bundle
 
 
 @dataclass(frozen=True)
@@ -98,13 +113,22 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model.weights", "07_model/model.safetensors", "safetensors", "train", within="model"),
     Artifact("model.card", "07_model/model_card.json", "json", "train", within="model"),
     Artifact("model.calibration", "07_model/calibration.json", "json", "train", within="model"),
-    Artifact("train.history", "train_history.json", "json", "train", "reports", "plot"),
+    Artifact("train.history", "train_history.json", "json", "train", "reports", "report"),
     Artifact("metrics", "metrics.json", "json", "evaluate", "reports", "metric"),
-    # each plot its own DVC output: reports/plots/ also holds the backtest's chart, which no
-    # stage writes
-    Artifact("plots.roc", "plots/roc.csv", "csv", "evaluate", "reports", "plot"),
-    Artifact("plots.reliability", "plots/reliability.png", "png", "evaluate", "reports", "plot"),
-    Artifact("plots.calibration", "plots/calibration.csv", "csv", "evaluate", "reports", "plot"),
+    # the charts are DVC image plots (`dvc plots show` needs no Vega from the internet); the
+    # curves behind them are plain reports. Each is its own output: reports/plots/ also holds
+    # the backtest's chart, which no stage writes.
+    *(
+        Artifact(f"plots.{name}", f"plots/{name}.png", "png", "evaluate", "reports", "plot")
+        for name in ("training_curve", "roc", "reliability", "cold_warm")
+    ),
+    Artifact("curves.roc", "plots/roc.csv", "csv", "evaluate", "reports", "report"),
+    Artifact("curves.calibration", "plots/calibration.csv", "csv", "evaluate", "reports", "report"),
+    Artifact("serving", "08_serving", "folder", "export"),
+    *(
+        Artifact(f"serving.{name}", f"08_serving/{file}", fmt, "export", within="serving")
+        for name, file, fmt in SERVING_FILES
+    ),
 )
 # Written by `inttower backtest`, not by a stage: what retraining buys, window by window.
 BACKTEST = "backtest.json"

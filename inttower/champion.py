@@ -196,6 +196,7 @@ def _copy_bundle(sources: dict[str, Path], target: Path, staging: Path) -> dict[
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir()
     for name, source in sources.items():
+        (fresh / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, fresh / name)
     old = staging / f".{target.name}.outgoing"
     shutil.rmtree(old, ignore_errors=True)

@@ -90,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     common(backtest)
     backtest.add_argument("--windows", type=int, default=6, help="number of windows (default 6)")
     backtest.add_argument("--every", default="7d", help="window length: 7d, 1w, 12h (default 7d)")
+    score = commands.add_parser(
+        "score",
+        help="top-k items for one user from the serving bundle (ONNX Runtime): calibrated "
+        "probabilities, seen items excluded",
+    )
+    common(score)
+    score.add_argument("--user-id", type=int, required=True, help="the user's id in the data")
+    score.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    score.add_argument("--include-seen", action="store_true", help="keep items already rated")
+    score.add_argument(
+        "--bundle",
+        help="a serving bundle folder (default: the champion's, else <data-dir>/08_serving)",
+    )
     dvc = commands.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry")
     dvc.add_argument("--check", action="store_true", help="fail if dvc.yaml is not current")
     dvc.add_argument("--path", default="dvc.yaml")
@@ -170,6 +184,39 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from inttower.serving.scorer import Scorer
+
+    paths = _paths(args)
+    if args.bundle:
+        bundle = Path(args.bundle)
+    elif paths.champion_record.exists():  # once a model is promoted, the champion is served
+        bundle = paths.champion_serving
+    else:
+        bundle = paths["serving"]
+    scorer = Scorer.load(bundle)
+    top = scorer.top_k(user_id=args.user_id, k=args.k, exclude_seen=not args.include_seen)
+    if args.json:
+        payload = {
+            "user_id": args.user_id,
+            "bundle": str(bundle),
+            "bundle_id": scorer.bundle_id,
+            "model_id": scorer.manifest["model_id"],
+            "features_as_of": scorer.features_as_of,
+            "exclude_seen": not args.include_seen,
+            "items": [item.to_json() for item in top],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(
+        f"user {args.user_id}: top {len(top)} of {len(scorer)} items ({bundle}, features as of "
+        f"{scorer.features_as_of})"
+    )
+    for item in top:
+        print(f"{item.rank:>4}  {item.probability:.4f}  {item.item_id:>7}  {item.title or ''}")
+    return 0
+
+
 def _restore(paths: Paths, experiment: str) -> dict[str, Any]:
     """`dvc exp apply` the experiment (fetched first when needed), check its model is the one its
     champion record names, byte for byte, and make it the champion again; the history keeps
@@ -210,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _registry_command(args)
         if args.command == "backtest":
             return _backtest(args)
+        if args.command == "score":
+            return _score(args)
         names = stage_names()
         chosen = (
             names[names.index(args.first) : names.index(args.last) + 1]

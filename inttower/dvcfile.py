@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from inttower.catalog import ARTIFACTS
 from inttower.paths import Paths
 from inttower.pipeline import STAGE_LIST, Stage
 
@@ -47,23 +48,7 @@ def render() -> str:
     """The dvc.yaml text for the current registry."""
     document = {
         "stages": {stage.name: _stage_entry(stage) for stage in STAGE_LIST},
-        "plots": [
-            {
-                str(DVC_PATHS["train.history"]): {
-                    "x": "epoch",
-                    "y": ["valid_auc", "loss"],
-                    "title": "Training curve",
-                }
-            },
-            {str(DVC_PATHS["plots.roc"]): {"x": "fpr", "y": "tpr", "title": "Test ROC"}},
-            str(DVC_PATHS["plots.reliability"]),  # an image: `dvc plots show` embeds it
-            {
-                str(DVC_PATHS["plots.calibration"]): {
-                    "x": "mean_predicted",
-                    "y": "fraction_positive",
-                    "title": "Test calibration",
-                }
-            },
-        ],
+        # images only: `dvc plots show` embeds them, with no Vega to fetch from the internet
+        "plots": [str(DVC_PATHS[item.name]) for item in ARTIFACTS if item.role == "plot"],
     }
     return HEADER + yaml.safe_dump(document, sort_keys=False, width=100)

@@ -85,10 +85,12 @@ def write_parquet(frame: pl.DataFrame, target: Path | str) -> Path:
     return Path(target)
 
 
-def write_json(payload: Any, target: Path | str) -> Path:
+def write_json(payload: Any, target: Path | str, sort_keys: bool = True) -> Path:
+    """Pretty JSON, atomically; keys sorted unless the payload's own order is the point (the
+    metrics file, whose first keys are the first columns of `dvc exp show`)."""
     with atomic_path(target) as temporary:
         temporary.write_text(
-            json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n"
+            json.dumps(payload, indent=2, sort_keys=sort_keys, default=_jsonable) + "\n"
         )
     return Path(target)
 

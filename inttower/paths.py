@@ -85,6 +85,11 @@ class Paths:
         return self.data / catalog.REGISTRY
 
     @property
+    def champion_serving(self) -> Path:
+        """The champion's serving bundle: what `inttower score` serves once a model is promoted."""
+        return self.data / catalog.REGISTRY / catalog.CHAMPION_SERVING
+
+    @property
     def champion_record(self) -> Path:
         return self.reports / catalog.CHAMPION
 

@@ -197,6 +197,28 @@ STAGE_LIST: tuple[Stage, ...] = (
         ),
         kinds=("python", "pytorch"),
     ),
+    Stage(
+        name="export",
+        noun="serving_bundle",
+        run=stages.export,
+        description="serving bundle: user tower and scorer as ONNX, the item cache of the whole "
+        "catalogue, every user's features as of the end of the log, encoders, calibration",
+        group="serving",
+        reads=(
+            "model",
+            "metrics",  # after evaluation: the manifest carries the model's test scores
+            "encoded",
+            "encoders",
+            "split.events",
+            "features.users",
+            "features.items",
+            "validated.items",
+            "validated.interactions",
+        ),
+        # the model is rebuilt from its params; features as of now are computed with `features`
+        params=("data.as_of", "features", "model"),
+        kinds=("python", "pytorch", "onnx"),
+    ),
 )
 STAGES: dict[str, Stage] = {stage.name: stage for stage in STAGE_LIST}
 

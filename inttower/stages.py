@@ -208,3 +208,10 @@ def evaluate(params: Params, paths: Paths) -> dict[str, Any]:
     from inttower.evaluation.report import evaluate_model
 
     return evaluate_model(params, paths)
+
+
+def export(params: Params, paths: Paths) -> dict[str, Any]:
+    """Write the serving bundle: what `inttower score` and a serving service load."""
+    from inttower.serving.export import export_bundle
+
+    return export_bundle(params, paths)

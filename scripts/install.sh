@@ -25,4 +25,11 @@ ln -sf ../dvc-tool/bin/dvc .venv/bin/dvc
 if ! grep -q DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME .venv/bin/activate; then
   echo 'export DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME=dagster_project.definitions' >> .venv/bin/activate
 fi
+# Runs from the CLI appear in `dagster dev` only when both use one instance: a project-local,
+# git-ignored DAGSTER_HOME unless one is set already.
+if ! grep -q 'DAGSTER_HOME' .venv/bin/activate; then
+  echo 'export DAGSTER_HOME="${DAGSTER_HOME:-$VIRTUAL_ENV/../.dagster_home}"' >> .venv/bin/activate
+fi
+mkdir -p .dagster_home
+touch .venv/.installed  # what `make` checks before installing again
 echo "installed: source .venv/bin/activate"

@@ -113,3 +113,27 @@ def test_exp_run_switches_the_model_and_metrics_diff_compares(repo: Path) -> Non
     changes = diff["reports/metrics.json"]
     assert changes["model"] == {"old": "inttower", "new": "dssm"}
     assert "test.auc" in changes
+
+
+def test_exp_show_leads_with_test_auc_and_plots_show_needs_no_internet(repo: Path) -> None:
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], repo))
+    metrics = shown[0]["data"]["metrics"]
+    assert list(metrics) == ["reports/metrics.json"]  # the only DVC metrics file
+    columns = _flatten(metrics["reports/metrics.json"]["data"])
+    assert columns[:2] == ["test.auc", "test.logloss"], columns[:10]
+    assert not any(column.startswith(("rows", "splits", "sources")) for column in columns)
+    html = _run(["dvc", "plots", "show", "--out", "plots-html"], repo)
+    page = (repo / "plots-html" / "index.html").read_text()
+    assert "<script" not in page and "http" not in page.split("<body", 1)[-1], html
+    for name in ("training_curve", "roc", "reliability", "cold_warm"):
+        assert f"reports_plots_{name}.png" in page or f"{name}.png" in page, name
+
+
+def _flatten(block: dict, prefix: str = "") -> list[str]:
+    columns = []
+    for key, value in block.items():
+        if isinstance(value, dict):
+            columns += _flatten(value, f"{prefix}{key}.")
+        else:
+            columns.append(f"{prefix}{key}")
+    return columns

@@ -123,6 +123,11 @@ def test_a_retrain_is_a_decision_and_every_one_an_experiment(
     assert weaker["champion"]["test"]["auc"] == pytest.approx(champion["metrics"]["test"]["auc"])
     assert weaker["champion"]["test"]["n"] == weaker["challenger"]["metrics"]["test"]["n"]
     assert _inttower(repo, mirror, "champion")["id"] == champion["id"]
+    # what is served follows the champion, not the weaker model just trained
+    served = _inttower(repo, mirror, "score", "--user-id", "1", "--k", "3", "--json")
+    assert served["bundle"].endswith("registry/champion/serving")
+    assert served["model_id"] == weights and len(served["items"]) == 3
+    assert served["model_id"] != _md5(repo / "data/07_model/model.safetensors")
 
     # 4. a better one (more epochs, wider towers) is promoted
     _set_params(repo, {"train.epochs": 4, "model.hidden_units": [64, 32]})

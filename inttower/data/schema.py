@@ -235,7 +235,7 @@ def validate_tables(
         source = tables.sources.get(table)
         raise ValidationFailed(
             table,
-            source.path if source else "<unknown source>",
+            source.where if source else "<unknown source>",
             counts,
             _sample(tables.table(table), found, source),
         )

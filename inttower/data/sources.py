@@ -9,15 +9,22 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
+from inttower.catalog import DOWNLOADS
 from inttower.config import Params
 from inttower.data.download import dataset_spec, fetch_dataset
-from inttower.data.tables import MOVIELENS_GENRES, RawTables, SourceRef, conform
+from inttower.data.tables import (
+    MOVIELENS_GENRES,
+    RawTables,
+    SourceRef,
+    conform,
+)
 from inttower.errors import DataSourceError
+from inttower.paths import MIRROR_ENV
 
 # u.genre order: the 19 flag columns of u.item.
 ML100K_GENRES = ("unknown", *MOVIELENS_GENRES)
@@ -536,4 +543,24 @@ def load_raw(params: Params, downloads_dir: Path | str, mirror: Path | str | Non
 
         return read_custom(params.data.custom)
     directory = fetch_dataset(name, Path(downloads_dir), mirror=mirror)
-    return read_dataset(directory, name)
+    tables = read_dataset(directory, name)
+    roots = {f"${MIRROR_ENV}": mirror, DOWNLOADS: downloads_dir}
+    sources = {
+        table: replace(ref, path=portable_path(ref.path, roots))
+        for table, ref in tables.sources.items()
+    }
+    return replace(tables, sources=sources)
+
+
+def portable_path(path: str, roots: dict[str, Path | str | None]) -> str:
+    """`path` relative to the first root that holds it, spelled `<name>/<relative>`: what the
+    versioned sources.json and validation.json record, the same on every machine."""
+    for name, root in roots.items():
+        if root is None:
+            continue
+        try:
+            relative = Path(path).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            continue
+        return f"{name}/{relative.as_posix()}"
+    return path

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from inttower.paths import MIRROR_ENV
 
 INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.Int64(),
@@ -89,11 +93,21 @@ class SourceRef:
         """What sources.json records; the removed rows live in their own parquet file."""
         return {"path": self.path, "first_line": self.first_line, "derived": self.derived}
 
+    @property
+    def where(self) -> str:
+        """The file as an error names it: the recorded path (portable, `$MOVIELENS_MIRROR/…`),
+        with the mirror's location on this machine filled in, so a reader can open it."""
+        mirror = os.environ.get(MIRROR_ENV)
+        prefix = f"${MIRROR_ENV}/"
+        if mirror and self.path.startswith(prefix):
+            return str(Path(mirror) / self.path[len(prefix) :])
+        return self.path
+
     def locate(self, row: int) -> str:
         """`file:line` of a 0-based row, or `source (row N)` where rows are not lines of a file."""
         if self.derived:
-            return f"{self.path} (row {self.source_row(row) + 1})"
-        return f"{self.path}:{self.line_of(row)}"
+            return f"{self.where} (row {self.source_row(row) + 1})"
+        return f"{self.where}:{self.line_of(row)}"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,16 @@
-"""DVC plot data: ROC curve and reliability table as small CSV files (`dvc plots diff` reads them)."""
+"""The charts people look at (PNG: DVC image plots, Dagster metadata, the README) and the curve
+data behind them as small CSV reports.
+
+Every PNG's bytes depend only on its numbers (no timestamp, no software tag), so DVC hashes it
+stably and a rerun on the same inputs rewrites identical files.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -52,6 +60,25 @@ def write_calibration_csv(
     return write_csv(frame, target)
 
 
+@contextmanager
+def png_figure(target: Path, size: tuple[float, float] = (5, 5)) -> Iterator[Any]:
+    """Axes to draw on; on leaving the block the figure is written to `target` atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=size, dpi=100)
+    try:
+        yield axes
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        with atomic_path(target) as temporary:
+            figure.savefig(temporary, format="png", metadata={"Software": None})
+    finally:
+        plt.close(figure)
+
+
 def write_reliability_png(
     labels: ArrayLike,
     calibrated: ArrayLike,
@@ -60,15 +87,8 @@ def write_reliability_png(
     n_bins: int = 10,
 ) -> Path:
     """A reliability diagram: fraction positive against mean predicted probability per bin, the
-    served (calibrated) and the raw probabilities beside the diagonal, with each one's ECE. Its
-    bytes depend only on the numbers (no timestamp, no software tag), so DVC hashes it stably."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
-    try:
+    served (calibrated) and the raw probabilities beside the diagonal, with each one's ECE."""
+    with png_figure(target) as axes:
         axes.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect")
         for name, probabilities, style in (
             ("calibrated", calibrated, "o-"),
@@ -91,10 +111,65 @@ def write_reliability_png(
             title="Test reliability",
         )
         axes.legend(loc="upper left", frameon=False)
-        axes.grid(alpha=0.3)
-        figure.tight_layout()
-        with atomic_path(target) as temporary:
-            figure.savefig(temporary, format="png", metadata={"Software": None})
-    finally:
-        plt.close(figure)
+    return Path(target)
+
+
+def write_roc_png(
+    curves: Sequence[tuple[str, ArrayLike, ArrayLike, float | None]], target: Path
+) -> Path:
+    """ROC curves on the test events, (name, labels, scores, AUC) each, the first the model."""
+    with png_figure(target) as axes:
+        axes.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="chance")
+        for index, (name, labels, scores, area) in enumerate(curves):
+            fpr, tpr = roc_curve(labels, scores)
+            keep = downsample(len(fpr), MAX_ROC_POINTS)
+            label = name if area is None else f"{name} (AUC {area:.4f})"
+            axes.plot(fpr[keep], tpr[keep], linewidth=2 if index == 0 else 1, label=label)
+        axes.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="false positive rate",
+            ylabel="true positive rate",
+            title="Test ROC",
+        )
+        axes.legend(loc="lower right", frameon=False, fontsize=8)
+    return Path(target)
+
+
+def write_training_curve_png(history: Sequence[dict[str, Any]], target: Path) -> Path:
+    """Training loss and validation AUC per epoch (two y axes), the best epoch marked."""
+    epochs = [row["epoch"] for row in history]
+    with png_figure(target, size=(6, 4)) as axes:
+        axes.plot(epochs, [row["loss"] for row in history], "o-", color="tab:blue", label="loss")
+        axes.set(xlabel="epoch", ylabel="training loss", title="Training curve")
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        auc_axes = axes.twinx()
+        aucs = [row["valid_auc"] for row in history]
+        auc_axes.plot(epochs, aucs, "s-", color="tab:orange", label="valid AUC")
+        best = max(range(len(aucs)), key=lambda index: aucs[index]) if aucs else None
+        if best is not None:
+            auc_axes.plot([epochs[best]], [aucs[best]], "*", color="tab:red", markersize=12,
+                          label=f"best: epoch {epochs[best]}, AUC {aucs[best]:.4f}")  # fmt: skip
+        auc_axes.set_ylabel("validation AUC")
+        lines = axes.get_legend_handles_labels()
+        more = auc_axes.get_legend_handles_labels()
+        axes.legend(lines[0] + more[0], lines[1] + more[1], frameon=False, loc="center right")
+    return Path(target)
+
+
+def write_cold_warm_png(metrics: dict[str, Any], target: Path) -> Path:
+    """AUC and GAUC of all test users, those unseen in train (cold) and the rest (warm)."""
+    blocks = [("all", "test"), ("cold", "test_cold"), ("warm", "test_warm")]
+    with png_figure(target, size=(6, 4)) as axes:
+        width = 0.38
+        for offset, key in ((-width / 2, "auc"), (width / 2, "gauc")):
+            values = [metrics[block].get(key) or 0.0 for _, block in blocks]
+            bars = axes.bar([i + offset for i in range(len(blocks))], values, width, label=key)
+            axes.bar_label(bars, fmt="%.4f", fontsize=8)
+        axes.set_xticks(
+            range(len(blocks)),
+            [f"{name}\n{metrics[block]['n']:,} events" for name, block in blocks],
+        )
+        axes.set(ylim=(0.5, 1.0), ylabel="test score", title="Cold and warm users")
+        axes.legend(frameon=False, loc="upper right")
     return Path(target)

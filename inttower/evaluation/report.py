@@ -17,13 +17,17 @@ from inttower.config import Params
 from inttower.errors import StageInputError
 from inttower.evaluation.plots import (
     write_calibration_csv,
+    write_cold_warm_png,
     write_reliability_png,
     write_roc_csv,
+    write_roc_png,
+    write_training_curve_png,
 )
-from inttower.features.encoded import EncodedSplit, encoded_hashes, load_fields, load_split
+from inttower.features.encoded import EncodedSplit, load_fields, load_split
 from inttower.features.features import dense_columns
 from inttower.io import load_tensors, read_json, read_parquet, read_parquet_schema, write_json
 from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
+from inttower.model_card import check_model_lineage
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
@@ -33,12 +37,18 @@ logger = logging.getLogger("inttower.evaluation")
 
 LOGISTIC_MAX_ROWS = 2_000_000
 COLD_KEY = "cold_user"
+BASELINE_NAMES = {
+    "item_pos_rate": "no model: item rate",
+    "user_item_pos_rate_logits": "no model: user + item rate logits",
+    "mean_ratings": "no model: user + item mean rating",
+    "dense_logistic": "features alone: logistic regression",
+}
 
 
 def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     """Score the trained model on valid/test (+ cold/warm users) beside no-model baselines; refuses
     a model whose card names other data or model params, so metrics describe current inputs."""
-    _check_lineage(params, paths)
+    check_model_lineage(params, paths)
     device = select_device(params.train.device)
     with reproducible(params, device):  # the kernels training validated with: same numbers
         model = build_model(load_fields(paths["encoded"]), params.model)
@@ -60,9 +70,12 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     test_labels = test.labels.numpy()
     test_users = test.tensors[GROUP_KEY].numpy()
 
+    baseline_labels, baseline_probabilities = baseline_scores(paths)
+    baselines = baseline_metrics(baseline_labels, baseline_probabilities)
     metrics: dict[str, Any] = {
         "test": binary_metrics(test_labels, test_prob, test_users, bins),
         "valid": binary_metrics(valid.labels, valid_prob, valid.tensors[GROUP_KEY], bins),
+        "baselines": baselines,
         "test_cold": binary_metrics(test_labels[cold], test_prob[cold], test_users[cold], bins),
         "test_warm": binary_metrics(test_labels[~cold], test_prob[~cold], test_users[~cold], bins),
         "uncalibrated": {
@@ -70,17 +83,29 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
             "valid": binary_metrics(valid.labels, raw_valid_prob, valid.tensors[GROUP_KEY], bins),
         },
         "calibration": calibration.to_json(),
-        "baselines": baseline_metrics(paths),
         "oracle": oracle_metrics(params, paths),
         "model": params.model.name,
         "as_of": params.data.as_of,
         "protocol": params.split.protocol,
         "leaky": params.split.leaky,
     }
-    write_roc_csv(test_labels, test_prob, paths["plots.roc"])
-    write_calibration_csv(test_labels, test_prob, paths["plots.calibration"], bins)
+    write_roc_csv(test_labels, test_prob, paths["curves.roc"])
+    write_calibration_csv(test_labels, test_prob, paths["curves.calibration"], bins)
     write_reliability_png(test_labels, test_prob, raw_test_prob, paths["plots.reliability"], bins)
-    write_json(metrics, paths["metrics"])  # last: metrics.json present means the stage finished
+    curves = [(params.model.name, test_labels, test_prob, metrics["test"]["auc"])]
+    for name in ("user_item_pos_rate_logits", "dense_logistic"):
+        curves.append(
+            (BASELINE_NAMES[name], baseline_labels, baseline_probabilities[name],
+             baselines[name]["auc"])
+        )  # fmt: skip
+    write_roc_png(curves, paths["plots.roc"])
+    write_cold_warm_png(metrics, paths["plots.cold_warm"])
+    write_training_curve_png(
+        read_json(paths["model.card"])["history"], paths["plots.training_curve"]
+    )
+    # last: metrics.json present means the stage finished. In the order written, so `dvc exp
+    # show` and `dvc metrics diff` lead with test and valid AUC, logloss, GAUC and ECE.
+    write_json(metrics, paths["metrics"], sort_keys=False)
     logger.info(
         "test auc=%s logloss=%s (uncalibrated %s) ece=%s (uncalibrated %s) gauc=%s "
         "(cold %s, warm %s)",
@@ -129,7 +154,29 @@ def oracle_metrics(params: Params, paths: Paths) -> dict[str, float | int | None
     }
 
 
-def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
+def baseline_metrics(
+    labels: np.ndarray, scores: dict[str, np.ndarray]
+) -> dict[str, dict[str, float | int | None]]:
+    """The baselines' AUC and logloss on the test rows (`baseline_scores`); the mean ratings
+    are a ranking, not a probability: AUC only."""
+    baselines: dict[str, dict[str, float | int | None]] = {
+        name: {
+            "auc": finite_or_none(auc(labels, probability)),
+            "logloss": finite_or_none(logloss(labels, probability)),
+            "n": len(labels),
+        }
+        for name, probability in scores.items()
+        if name != "mean_ratings"
+    }
+    baselines["mean_ratings"] = {
+        "auc": finite_or_none(auc(labels, scores["mean_ratings"])),
+        "logloss": None,
+        "n": len(labels),
+    }
+    return baselines
+
+
+def baseline_scores(paths: Paths) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """No-model baselines on the test rows of the features table: the item's smoothed positive
     rate; the user's and item's rates combined additively in logit space, less the train prior's
     logit (each rate carries it once); the sum of the user's
@@ -160,25 +207,12 @@ def baseline_metrics(paths: Paths) -> dict[str, dict[str, float | int | None]]:
         for column in dense:
             if rows[column].null_count():
                 raise StageInputError(f"{events}: column {column} has nulls in {name} rows")
-    linear = _dense_logistic(train, test, dense)
-    baselines: dict[str, dict[str, float | int | None]] = {
-        name: {
-            "auc": finite_or_none(auc(labels, probability)),
-            "logloss": finite_or_none(logloss(labels, probability)),
-            "n": len(labels),
-        }
-        for name, probability in (
-            ("item_pos_rate", item_rate),
-            ("user_item_pos_rate_logits", combined),
-            ("dense_logistic", linear),
-        )
+    return labels, {
+        "item_pos_rate": item_rate,
+        "user_item_pos_rate_logits": combined,
+        "dense_logistic": _dense_logistic(train, test, dense),
+        "mean_ratings": mean_ratings.astype(np.float64),
     }
-    baselines["mean_ratings"] = {
-        "auc": finite_or_none(auc(labels, mean_ratings.astype(np.float64))),
-        "logloss": None,
-        "n": len(labels),
-    }
-    return baselines
 
 
 def _dense_logistic(train: pl.DataFrame, test: pl.DataFrame, columns: list[str]) -> np.ndarray:
@@ -201,25 +235,3 @@ def _logit(probability: np.ndarray) -> np.ndarray:
 
 def _logits(model: torch.nn.Module, split: EncodedSplit, device: torch.device) -> np.ndarray:
     return predict_logits(model, DeviceSplit(split, device)).numpy()
-
-
-def _check_lineage(params: Params, paths: Paths) -> None:
-    weights, card_path = paths["model.weights"], paths["model.card"]
-    for required in (weights, card_path):
-        if not required.exists():
-            raise StageInputError(f"{required} not found: run the `train` stage first")
-    card = read_json(card_path)
-    current = encoded_hashes(paths["encoded"])
-    stale = sorted(
-        name for name, digest in card.get("data_md5", {}).items() if current.get(name) != digest
-    )
-    if stale:
-        raise StageInputError(
-            f"{card_path}: model was trained on other encoded data ({', '.join(stale)} changed); "
-            "run the `train` stage again"
-        )
-    trained_with = card.get("params", {}).get("model")
-    if trained_with != params.model.model_dump(mode="json"):
-        raise StageInputError(
-            f"{card_path}: model was trained with other `model` params; run the `train` stage again"
-        )

@@ -224,15 +224,27 @@ def maxsim_candidates(user_heads: Tensor, item_heads: Tensor) -> Tensor:
 def maxsim_all(user_heads: Tensor, item_heads: Tensor) -> Tensor:
     """FE-Block score of every user against every item: (U, Q, d), (N, H, d) -> (U, N)."""
     n_users, n_queries, _ = user_heads.shape
-    n_items, n_heads, head_dim = item_heads.shape
+    n_items, n_heads, _ = item_heads.shape
     step = _block(n_users * n_queries * n_heads, n_items)
-    scores = []
-    for start in range(0, n_items, step):
-        block = item_heads[start : start + step]
-        similarity = torch.matmul(user_heads, block.reshape(-1, head_dim).T)  # (U, Q, n·H)
-        similarity = similarity.view(n_users, n_queries, block.shape[0], n_heads)
-        scores.append(similarity.amax(dim=3).sum(dim=1))
-    return torch.cat(scores, dim=1)
+    blocks = [
+        maxsim_block(user_heads, item_heads[start : start + step])
+        for start in range(0, n_items, step)
+    ]
+    return torch.cat(blocks, dim=1)
+
+
+def maxsim_block(user_heads: Tensor, item_heads: Tensor) -> Tensor:
+    """`maxsim_all` in one piece, shape-agnostic (no Python loop over sizes): what the serving
+    graph exports, the caller choosing how many items a call takes."""
+    n_users, n_queries, head_dim = user_heads.shape
+    n_items, n_heads, _ = item_heads.shape
+    # The items are the GEMM's long side (N·H rows) and the users' heads its short one: with
+    # K = head_dim small, this orientation runs near the machine's sgemm peak, where
+    # (U·Q) × (N·H) ran at half of it; the max then reduces H contiguous rows of U·Q.
+    queries = user_heads.reshape(n_users * n_queries, head_dim)
+    similarity = item_heads.reshape(n_items * n_heads, head_dim) @ queries.T  # (N·H, U·Q)
+    similarity = similarity.view(n_items, n_heads, n_users, n_queries)
+    return similarity.amax(dim=1).sum(dim=2).T
 
 
 def _block(cost_per_item: int, n_items: int) -> int:

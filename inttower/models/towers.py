@@ -13,6 +13,7 @@ from inttower.features.encoded import FieldSpec
 from inttower.models.layers import (
     TowerEncoder,
     maxsim_all,
+    maxsim_block,
     maxsim_candidates,
     maxsim_normaliser,
 )
@@ -73,6 +74,11 @@ class TwoTowerModel(RankingModel):
         """Interaction logits of every user against every item, tower biases excluded:
         user (U, …), items (N, …) -> (U, N)."""
         raise NotImplementedError
+
+    def score_block(self, user: Tensor, items: Tensor) -> Tensor:
+        """`score_all` without blocking over items (no Python loop over sizes), for a graph
+        exported with a dynamic number of items: (U, …), (N, …) -> (U, N)."""
+        return self.score_all(user, items)
 
     def forward(self, inputs: dict[str, Tensor]) -> ModelOutput:
         user = self.user_tower(inputs)
@@ -159,6 +165,9 @@ class IntTower(TwoTowerModel):
 
     def score_all(self, user: Tensor, items: Tensor) -> Tensor:
         return self._logit(maxsim_all(user, items))
+
+    def score_block(self, user: Tensor, items: Tensor) -> Tensor:
+        return self._logit(maxsim_block(user, items))
 
     def _logit(self, maxsim_sum: Tensor) -> Tensor:
         return maxsim_sum * (self.normaliser * self.log_scale.exp()) + self.bias

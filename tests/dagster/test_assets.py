@@ -182,9 +182,17 @@ def test_materializations_carry_what_users_look_for(retrain: Retrain) -> None:
     evaluation = _metadata(retrain, "evaluate")
     metrics = read_json(retrain.project / "reports" / "metrics.json")
     for name in ("auc", "logloss", "gauc", "ece"):
-        assert evaluation[f"test_{name}"] == metrics["test"][name]
-    assert "| fpr | tpr |" in str(evaluation["roc"])
-    assert "| bin | mean_predicted |" in str(evaluation["calibration"])
+        assert evaluation[f"test_{name}"] == round(metrics["test"][name], 4)  # a headline
+    for chart in ("training_curve", "roc", "reliability", "cold_warm"):
+        image = str(evaluation[chart])
+        assert image.startswith("![") and "](data:image/png;base64,iVBORw0KGgo" in image, chart
+    # no JSON twin of a table anywhere
+    for stage in STAGE_LIST:
+        keys = set(_metadata(retrain, stage.name))
+        assert not {key for key in keys if key.endswith("_data") or key.endswith("_json")}, keys
+    serving = _metadata(retrain, "export")
+    assert serving["items"] == 1682 and serving["users"] == 943
+    assert "| user_tower.onnx |" in str(serving["files"])
 
 
 @pytest.mark.slow
@@ -192,7 +200,7 @@ def test_output_hashes_in_metadata_are_the_ones_dvc_lock_records(retrain: Retrai
     lock = yaml.safe_load((retrain.project / "dvc.lock").read_text())["stages"]
     for stage in STAGE_LIST:
         recorded = {out["path"]: out["md5"] for out in lock[stage.name].get("outs", [])}
-        reported = _metadata(retrain, stage.name)["dvc_md5_data"]
+        reported = _metadata(retrain, stage.name)["dvc_md5"]
         assert reported, stage.name
         for path, digest in reported.items():
             assert recorded[path] == digest, (stage.name, path)
@@ -248,6 +256,7 @@ def test_editing_a_param_marks_exactly_the_downstream_assets_stale(
         "encoded_splits",
         "inttower_model",
         "model_evaluation",
+        "serving_bundle",
         VERSIONED_ASSET,
     }
 

@@ -460,6 +460,19 @@ def test_load_raw_reads_the_mirror(tmp_path: Path, movielens_mirror: Path) -> No
     assert not (tmp_path / "downloads").exists()  # nothing fetched or extracted
 
 
+def test_recorded_source_paths_are_the_same_on_every_machine(
+    tmp_path: Path, movielens_mirror: Path
+) -> None:
+    tables = load_raw(Params(), downloads_dir=tmp_path / "downloads", mirror=movielens_mirror)
+    assert {name: ref.path for name, ref in tables.sources.items()} == {
+        "interactions": "$MOVIELENS_MIRROR/ml-100k/u.data",
+        "users": "$MOVIELENS_MIRROR/ml-100k/u.user",
+        "items": "$MOVIELENS_MIRROR/ml-100k/u.item",
+    }
+    # an error names the file where it is on this machine
+    assert tables.sources["items"].locate(1) == f"{movielens_mirror}/ml-100k/u.item:2"
+
+
 def test_load_raw_generates_synthetic_only_when_asked(tmp_path: Path) -> None:
     params = Params.model_validate(
         {

@@ -113,11 +113,17 @@ def test_the_rate_logit_baseline_counts_the_prior_once(trained: Paths) -> None:
     assert metrics["baselines"]["user_item_pos_rate_logits"]["logloss"] == pytest.approx(expected)
 
 
-def test_plot_data_is_written_for_dvc(trained: Paths) -> None:
+def test_charts_and_their_curves_are_written(trained: Paths) -> None:
     evaluate_model(tiny_params(), trained)
-    roc = pl.read_csv(trained["plots.roc"])
+    for name in ("plots.training_curve", "plots.roc", "plots.reliability", "plots.cold_warm"):
+        png = trained[name].read_bytes()
+        assert png.startswith(b"\x89PNG\r\n") and len(png) > 5000, name
+    first = {name: trained[name].read_bytes() for name in ("plots.roc", "plots.cold_warm")}
+    evaluate_model(tiny_params(), trained)
+    assert first == {name: trained[name].read_bytes() for name in first}  # stable bytes
+    roc = pl.read_csv(trained["curves.roc"])
     assert roc.columns == ["fpr", "tpr"] and roc.height <= 500
-    calibration = pl.read_csv(trained["plots.calibration"])
+    calibration = pl.read_csv(trained["curves.calibration"])
     assert calibration.columns == ["bin", "mean_predicted", "fraction_positive", "count"]
     assert calibration["count"].sum() == len(load_split(trained["encoded"], "test"))
     assert calibration["mean_predicted"].is_between(0, 1).all()

@@ -1,0 +1,35 @@
+"""The two commands the README opens with are the ones CI and users run."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.helpers import ROOT
+
+
+def _make_dry_run(target: str) -> list[str]:
+    result = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, check=True
+    )
+    return [line for line in result.stdout.splitlines() if line and not line.startswith("make")]
+
+
+def test_ci_runs_make_test_and_make_test_runs_the_suite() -> None:
+    commands = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert commands[-1] == "MOVIELENS_MIRROR=../shared/movielens make test"
+    assert _make_dry_run("test")[-1] == ".venv/bin/python -m pytest -q"
+    quick_start = (ROOT / "README.md").read_text().split("## The pipeline")[0]
+    assert "make run" in quick_start and "make test" in quick_start
+
+
+def test_make_run_launches_the_named_pipeline_job_in_a_project_dagster_home() -> None:
+    commands = _make_dry_run("run")
+    assert commands[-1] == (
+        ".venv/bin/dagster job execute -m dagster_project.definitions -j inttower_pipeline"
+    )
+    assert f'mkdir -p "{ROOT}/.dagster_home"' in commands
+    assert ".dagster_home/" in (ROOT / ".gitignore").read_text().splitlines()

@@ -18,9 +18,11 @@ from dagster_project.metadata import (
     output_hashes,
     stage_metadata,
 )
+from dagster_project.pipes import pipes_launcher
 from dagster_project.resources import RunContext
 from inttower.config import Params
 from inttower.pipeline import STAGE_LIST, STAGES, Stage, run_stage
+from inttower.training.distributed import world_size
 
 # Assets are nouns: the artifact each stage leaves behind, named in the stage registry.
 ASSET_NAMES: dict[str, str] = {stage.name: stage.noun for stage in STAGE_LIST}
@@ -94,11 +96,16 @@ def build_stage_asset(stage: Stage, code_version: str) -> dg.AssetsDefinition:
             run.overrides or "none",
         )
         started = time.perf_counter()
+        options: dict[str, Any] = {}
+        reported: dict[str, Any] = {}
+        if stage.name == "train" and world_size(run.params) > 1:  # torchrun, through Pipes
+            options["launcher"], reported = pipes_launcher(context)
         with forward_library_logs(context.log), run.storage.mirror_env():
-            summary = run_stage(stage, run.params, paths, front_end="dagster")
+            summary = run_stage(stage, run.params, paths, front_end="dagster", **options)
         seconds = time.perf_counter() - started
         hashes = output_hashes(stage, paths)
         metadata: dict[str, Any] = {
+            **reported,
             **stage_metadata(stage, summary, paths),
             **hashes_metadata(hashes),
             "params": dg.MetadataValue.json(

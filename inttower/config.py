@@ -176,6 +176,17 @@ class TrainParams(_Strict):
     patience: int = Field(3, ge=1)
     threads: int = Field(0, ge=0)
     calibration: Literal["platt", "temperature", "none"] = "platt"
+    # processes per node (torchrun + DistributedDataParallel when the world is > 1); auto = one
+    # per visible GPU, one on a CPU
+    nproc: int | Literal["auto"] = 1
+    nnodes: int = Field(1, ge=1)
+
+    @field_validator("nproc")
+    @classmethod
+    def _positive_nproc(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1 or 'auto', got {value}")
+        return value
 
 
 class EvaluateParams(_Strict):

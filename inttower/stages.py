@@ -196,11 +196,17 @@ def encode(params: Params, paths: Paths) -> dict[str, Any]:
     return report
 
 
-def train(params: Params, paths: Paths, resume: bool = False) -> dict[str, Any]:
-    """Train the configured model on the encoded splits."""
+def train(
+    params: Params, paths: Paths, resume: bool = False, launcher: Any = None
+) -> dict[str, Any]:
+    """Train the configured model on the encoded splits (on several processes: torchrun, run by
+    `launcher` when a front end brings its own, e.g. Dagster Pipes)."""
     from inttower.training.train import train_model
 
-    return train_model(params, paths, resume=resume)
+    summary = train_model(params, paths, resume=resume, launcher=launcher)
+    if summary is None:
+        raise InttowerError("train: this process is a distributed worker; rank 0 reports")
+    return summary
 
 
 def evaluate(params: Params, paths: Paths) -> dict[str, Any]:

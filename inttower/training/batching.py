@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +14,12 @@ GROUP_KEY = "user_raw"  # RankNet compares items within a user; GAUC groups by t
 ITEM_KEY = "item_raw"
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """A well-mixed seed for one epoch, derived from the run seed alone so a resumed run
-    draws exactly the permutation and dropout masks an uninterrupted run would."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    draws exactly the permutation and dropout masks an uninterrupted run would; ranks of a
+    distributed run after the first draw dropout masks of their own."""
+    entropy = [seed, epoch] if rank == 0 else [seed, epoch, rank]
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
     return int(state) & ((1 << 63) - 1)
 
 
@@ -66,14 +68,21 @@ class DeviceSplit:
     def n_batches(self, batch_size: int) -> int:
         return max(1, -(-len(self) // batch_size))
 
-    def shuffled(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
+    def shuffled(
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> Iterator[Batch]:
         """The epoch's batches in a permutation fixed by (seed, epoch). Batches are near-equal
         (sizes differ by at most one, none above batch_size), so no tiny tail batch starves the
-        in-batch negatives of the contrastive loss."""
+        in-batch negatives of the contrastive loss. `shard` picks a distributed rank's rows of
+        each global batch (the permutation is the same on every rank)."""
         generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = torch.randperm(len(self), generator=generator).to(self.device)
         for index in torch.tensor_split(order, self.n_batches(batch_size)):
-            yield self.batch(index)
+            yield self.batch(index if shard is None else shard(index))
 
     def in_order(self, batch_size: int) -> Iterator[Batch]:
         """Batches in row order, for prediction."""

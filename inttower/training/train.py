@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from inttower.metrics import auc, finite_or_none, logloss
 from inttower.models.losses import objective_loss
 from inttower.models.registry import build_model
 from inttower.paths import Paths
+from inttower.training import distributed
 from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits
 from inttower.training.checkpoint import (
     TrainingState,
@@ -44,11 +46,41 @@ CHECKPOINT_KEYS = ["seed", "model", "train"]
 
 
 def train_model(
-    params: Params, paths: Paths, resume: bool = False, progress: bool = True
-) -> dict[str, Any]:
+    params: Params,
+    paths: Paths,
+    resume: bool = False,
+    progress: bool = True,
+    launcher: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
     """Train `model.name` early-stopped on validation AUC: best weights + model card, a checkpoint
-    per epoch, train_history.json. `resume` continues a matching checkpoint to the same result."""
+    per epoch, train_history.json. `resume` continues a matching checkpoint to the same result.
+    With more than one process (`train.nproc`, `train.nnodes`) it launches torchrun and returns
+    rank 0's summary (`launcher`: how, default a subprocess; Dagster launches through Pipes);
+    inside a torchrun worker it is one rank (inttower/training/distributed.py), and only rank 0
+    returns a summary (the others None)."""
+    if distributed.world_size(params) > 1 and not distributed.in_worker():
+        return (launcher or distributed.launch)(params, paths, resume)
     device = select_device(params.train.device)
+    rank = distributed.join(device.type) if distributed.in_worker() else None
+    try:
+        return _train(params, paths, resume, progress, device, rank)
+    finally:
+        if rank is not None:
+            distributed.leave()
+
+
+def _train(
+    params: Params,
+    paths: Paths,
+    resume: bool,
+    progress: bool,
+    device: torch.device,
+    rank: distributed.Rank | None,
+) -> dict[str, Any] | None:
+    if rank is not None and device.type == "cuda":
+        device = torch.device("cuda", rank.local_rank)
+    main = rank is None or rank.is_main
+    world = 1 if rank is None else rank.world_size
     precision = Precision.for_device(device, params.train.precision)
     started = time.perf_counter()
     with reproducible(params, device):
@@ -58,6 +90,8 @@ def train_model(
         fingerprint = _checkpoint_fingerprint(params, device, hashes)
 
         model = build_model(train_split.fields, params.model).to(device)
+        # every rank built the same weights from the same seed; DDP all-reduces the gradients
+        stepped = model if rank is None else _data_parallel(model, device)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=params.train.lr, weight_decay=params.train.weight_decay
         )
@@ -65,13 +99,14 @@ def train_model(
         restored = None
         if resume:
             restored = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, scaler)
-        else:
+        elif main:
             clear_checkpoints(paths.checkpoints)
         if restored is None:
             state, best_state = TrainingState(), model_state(model)
         else:
             state, best_state = restored
-            logger.info("resuming after epoch %d from %s", state.epoch, paths.checkpoints)
+            if main:
+                logger.info("resuming after epoch %d from %s", state.epoch, paths.checkpoints)
         resumed_from = state.epoch if restored is not None else None
         epoch_seconds: list[float] = []  # this process's epochs only (the run log's business)
 
@@ -79,7 +114,7 @@ def train_model(
         valid_data = DeviceSplit(valid_split, device)
         del train_split, valid_split
         monitor_valid = _has_both_classes(valid_data)
-        if not monitor_valid:
+        if not monitor_valid and main:
             logger.warning(
                 "validation split lacks a label class: no early stopping, last epoch kept"
             )
@@ -89,14 +124,15 @@ def train_model(
             epoch_started = time.perf_counter()
             last_auc = state.history[-1]["valid_auc"] if state.history else None
             mean_loss, train_seconds = _train_epoch(
-                model, optimizer, scaler, precision, train_data, params, epoch, progress, last_auc
-            )
+                stepped, model, optimizer, scaler, precision, train_data, params, epoch,
+                progress and main, last_auc, rank,
+            )  # fmt: skip
             if not math.isfinite(mean_loss):
                 raise TrainingError(
                     f"training diverged in epoch {epoch}: mean loss is {mean_loss}; "
                     f"lower train.lr (now {params.train.lr:g})"
                 )
-            valid_auc, valid_logloss = _validate(model, valid_data)
+            valid_auc, valid_logloss = _shared(_validate, model, valid_data, rank)
             improved = not monitor_valid or _beats(valid_auc, state.best_auc)
             if improved:
                 state.best_epoch, state.best_auc = epoch, finite_or_none(valid_auc)
@@ -119,6 +155,8 @@ def train_model(
                 }
             )
             epoch_seconds.append(round(seconds, 4))
+            if not main:
+                continue
             save_checkpoint(
                 paths.checkpoints, fingerprint, state, model, optimizer, scaler, best_state
             )
@@ -134,6 +172,8 @@ def train_model(
                     state.best_epoch,
                 )
 
+        if not main:
+            return None
         model.load_state_dict(best_state)
         best_row = state.history[state.best_epoch - 1]
         # post-hoc calibration of the kept weights, on validation only (test stays unseen)
@@ -155,6 +195,7 @@ def train_model(
             "n_train": len(train_data),
             "n_valid": len(valid_data),
             "device": str(device),
+            "world_size": world,
             "precision": precision.name,
             "torch_version": torch.__version__,
         }
@@ -164,7 +205,10 @@ def train_model(
         write_json(card, paths["model.card"])
         write_json(state.history, paths["train.history"])
 
-    summary_keys = ("best_epoch", "epochs_run", "stopped_early", "n_parameters", "device")
+    summary_keys = (
+        "best_epoch", "epochs_run", "stopped_early", "n_parameters", "device", "world_size"
+    )  # fmt: skip
+    # every rank saw a shard of each epoch: samples_seen counts the whole split, all ranks
     samples_per_second = round(state.samples_seen / max(state.train_seconds, 1e-9), 1)
     return {
         **{key: card[key] for key in summary_keys},
@@ -194,6 +238,7 @@ def _stopped_early(state: TrainingState, params: Params) -> bool:
 
 
 def _train_epoch(
+    stepped: torch.nn.Module,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -203,10 +248,13 @@ def _train_epoch(
     epoch: int,
     progress: bool,
     last_auc: float | None,
+    rank: distributed.Rank | None = None,
 ) -> tuple[float, float]:
-    """One pass over the shuffled train split; returns the mean loss and the seconds spent."""
+    """One pass over the shuffled train split (this rank's shard of every batch); returns the
+    mean loss over the whole split and the seconds spent. `stepped` runs the forward (the model,
+    or its DDP wrapper); `model` is the module itself."""
     # dropout draws from the global generator: reseed it per epoch so a resumed run matches
-    torch.manual_seed(epoch_seed(params.seed, epoch))
+    torch.manual_seed(epoch_seed(params.seed, epoch, 0 if rank is None else rank.rank))
     model.train()
     started = time.perf_counter()
     loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
@@ -221,12 +269,13 @@ def _train_epoch(
         dynamic_ncols=True,
     )
     with bar:
+        shard = None if rank is None else rank.shard
         for step, batch in enumerate(
-            data.shuffled(params.train.batch_size, params.seed, epoch), start=1
+            data.shuffled(params.train.batch_size, params.seed, epoch, shard), start=1
         ):
             optimizer.zero_grad(set_to_none=True)
             with precision.autocast():
-                output = model(batch.inputs)
+                output = stepped(batch.inputs)
                 losses = objective_loss(
                     model,
                     output,
@@ -248,12 +297,36 @@ def _train_epoch(
                 if last_auc is not None:
                     shown["valid_auc"] = f"{last_auc:.4f}"
                 bar.set_postfix(shown)
+    if rank is not None:  # the whole split's loss: every rank's rows
+        torch.distributed.all_reduce(loss_sum)
     seconds = time.perf_counter() - started
     return loss_sum.item() / max(len(data), 1), seconds
 
 
+def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def _shared(
+    validate: Any, model: torch.nn.Module, data: DeviceSplit, rank: distributed.Rank | None
+) -> tuple[float, float]:
+    """Rank 0 validates and broadcasts the scores, so every rank takes the same early-stopping
+    decision (the others only wait)."""
+    if rank is None:
+        return validate(model, data)
+    scores = torch.zeros(2, dtype=torch.float64, device=data.device)
+    if rank.is_main:
+        scores = torch.tensor(validate(model, data), dtype=torch.float64, device=data.device)
+    torch.distributed.broadcast(scores, src=0)
+    return float(scores[0]), float(scores[1])
+
+
 def _checkpoint_fingerprint(params: Params, device: torch.device, hashes: dict[str, str]) -> str:
-    # the test split does not shape training, so re-encoding only it keeps checkpoints valid
+    # the test split does not shape training, so re-encoding only it keeps checkpoints valid;
+    # `train` holds nproc and nnodes: another world size is another run
     used = {name: digest for name, digest in hashes.items() if not name.startswith("test.")}
     data = ",".join(f"{name}={digest}" for name, digest in sorted(used.items()))
     return f"{params.fingerprint(CHECKPOINT_KEYS)}:{device.type}:{data}"

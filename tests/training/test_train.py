@@ -90,6 +90,24 @@ def test_same_seed_gives_bit_identical_weights(tmp_path: Path) -> None:
     assert any(not torch.equal(t, _weights(other)[n]) for n, t in _weights(first).items())
 
 
+def test_encoded_splits_are_read_memory_mapped_not_copied(tmp_path: Path) -> None:
+    """safetensors maps the file (copy-on-write): a split's tensors are views of its pages, so
+    training gathers each batch's rows from the OS's file cache, never from a heap copy."""
+    paths = write_tiny_project(tmp_path / "mapped")
+    split = load_split(paths["encoded"], "train")
+    target = str(paths.encoded_split("train").resolve())
+    regions = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] == target:
+            low, high = (int(bound, 16) for bound in fields[0].split("-"))
+            regions.append((low, high))
+    assert regions, "the split file is mapped"
+    for name, tensor in split.tensors.items():
+        if tensor.numel():
+            assert any(low <= tensor.data_ptr() < high for low, high in regions), name
+
+
 def test_cpu_bf16_is_opt_in_trains_and_is_recorded(tmp_path: Path) -> None:
     default = write_tiny_project(tmp_path / "default")
     train_model(tiny_params(), default, progress=False)

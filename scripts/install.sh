@@ -28,7 +28,7 @@ fi
 # Runs from the CLI appear in `dagster dev` only when both use one instance: a project-local,
 # git-ignored DAGSTER_HOME unless one is set already.
 if ! grep -q 'DAGSTER_HOME' .venv/bin/activate; then
-  echo 'export DAGSTER_HOME="${DAGSTER_HOME:-$VIRTUAL_ENV/../.dagster_home}"' >> .venv/bin/activate
+  echo 'export DAGSTER_HOME="${DAGSTER_HOME:-$(dirname "$VIRTUAL_ENV")/.dagster_home}"' >> .venv/bin/activate
 fi
 mkdir -p .dagster_home
 touch .venv/.installed  # what `make` checks before installing again

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 from tests.helpers import ROOT
 
@@ -31,5 +33,10 @@ def test_make_run_launches_the_named_pipeline_job_in_a_project_dagster_home() ->
     assert commands[-1] == (
         ".venv/bin/dagster job execute -m dagster_project.definitions -j inttower_pipeline"
     )
-    assert f'mkdir -p "{ROOT}/.dagster_home"' in commands
+    # the project's own folder, unless the environment names one (activation exports it)
+    expected = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster_home").resolve()
+    made = [line for line in commands if line.startswith("mkdir -p ")]
+    assert [Path(line.removeprefix("mkdir -p ").strip('"')).resolve() for line in made] == [
+        expected
+    ]
     assert ".dagster_home/" in (ROOT / ".gitignore").read_text().splitlines()

@@ -11,6 +11,7 @@ median over epochs (the first, warm-up epoch excluded), and the process's peak a
 after every epoch, which stay flat when nothing leaks across steps. Usage:
     MOVIELENS_MIRROR=/path python benchmarks/train_throughput.py --epochs 4
     python benchmarks/train_throughput.py --precisions fp32 --threads 2
+    python benchmarks/train_throughput.py --precisions fp32 --epochs 1 --profile
     python benchmarks/train_throughput.py --set features.residuals=false --set 'features.recent_windows=[]'
 """
 
@@ -75,6 +76,29 @@ def _floor(model, train_data, precision, params) -> float:
     return floor
 
 
+def _profile(model, optimizer, scaler, precision, train_data, params) -> None:
+    """Where a training epoch's time goes: torch.profiler over one more epoch of the loop's own
+    `_train_epoch`, the top operators by self CPU time and their share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from inttower.training.train import _train_epoch
+
+    steps = train_data.n_batches(params.train.batch_size)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        _train_epoch(model, model, optimizer, scaler, precision, train_data, params, 99, False,
+                     None)  # fmt: skip
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    print(f"  profile of one epoch ({steps} steps): {total / 1e3 / steps:.1f} ms per step")
+    print("  | op | self ms/step | share | calls/step |")
+    print("  |---|---|---|---|")
+    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]:
+        print(
+            f"  | {event.key} | {event.self_cpu_time_total / 1e3 / steps:.2f} "
+            f"| {event.self_cpu_time_total / total:.1%} | {event.count / steps:.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="timed epochs per precision (+1)")
@@ -82,6 +106,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
     parser.add_argument("--model", default="inttower")
     parser.add_argument("--set", action="append", default=[], help="extra key=value override")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="after the timed epochs, torch.profiler over one more epoch: the top operators",
+    )  # fmt: skip
     args = parser.parse_args()
     extra = parse_overrides(args.set)
 
@@ -139,8 +167,9 @@ def main() -> None:
                 for epoch in range(1, args.epochs + 2):
                     started = time.perf_counter()
                     _, train_seconds = _train_epoch(
-                        model, optimizer, scaler, precision, train_data, params, epoch, False, None
-                    )
+                        model, model, optimizer, scaler, precision, train_data, params, epoch,
+                        False, None,
+                    )  # fmt: skip
                     validated = time.perf_counter()
                     valid_auc, _ = _validate(model, valid_data)
                     valid_rate = len(valid_data) / (time.perf_counter() - validated)
@@ -157,6 +186,8 @@ def main() -> None:
                         rates.append(rate)
                         epoch_seconds.append(seconds)
                         valid_rates.append(valid_rate)
+                if args.profile:
+                    _profile(model, optimizer, scaler, precision, train_data, params)
                 median = statistics.median(rates)
                 print(
                     f"  median over {len(rates)} epochs: {median:,.0f} samples/s = "

@@ -74,6 +74,8 @@ class OnnxScoring:
         items, item_bias = self.item_vectors, self.item_bias
         if rows is not None:
             items, item_bias = items[rows], item_bias[rows]
+        if items.shape[0] == 0:  # no candidates: no scores
+            return np.zeros((vectors.shape[0], 0), dtype=np.float32)
         per_item = math.prod(vectors.shape[1:-1]) * math.prod(items.shape[1:-1])
         step = max(1, BLOCK_FLOATS // max(1, vectors.shape[0] * per_item))
         blocks = [

@@ -107,6 +107,13 @@ def test_top_k_matches_a_brute_force_ranking_by_the_full_model(
     assert all(0.0 < p < 1.0 for p in probabilities)
     with_seen = scorer.top_k(user_id=user_id, k=n_items, exclude_seen=False)
     assert {item.item_id for item in with_seen} >= seen
+    # a candidate set: ranked within itself, seen ones still left out; none: nothing
+    pool = [item for _, item in ranked[5:25]] + sorted(seen)[:5]
+    ranked_pool = scorer.top_k(user_id=user_id, k=10, candidates=pool)
+    assert [item.item_id for item in ranked_pool] == [item for _, item in ranked[5:15]]
+    assert scorer.top_k(user_id=user_id, k=10, candidates=[]) == []
+    with pytest.raises(InttowerError, match="item 99999999 is not in the bundle"):
+        scorer.top_k(user_id=user_id, k=3, candidates=[99999999])
 
 
 def model_fields(paths: Paths):

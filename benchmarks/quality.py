@@ -40,12 +40,6 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "dnn": ("DNN (single tower)", {"model.name": "dnn"}),
     "dcnv2": ("DCN-V2 (single tower, cross + deep)", {"model.name": "dcnv2"}),
 }
-BASELINES = {
-    "item_pos_rate": "no model: item positive rate",
-    "user_item_pos_rate_logits": "no model: user + item rate logits",
-    "mean_ratings": "no model: user + item mean rating",
-    "dense_logistic": "features alone: logistic regression on the dense features",
-}
 
 
 def main() -> None:
@@ -140,6 +134,8 @@ def _table(
     precision: str,
     oracles: dict[str, dict[str, Any]] | None = None,
 ) -> str:
+    from inttower.evaluation.report import BASELINE_NAMES
+
     lines = [
         f"seeds {','.join(map(str, seeds))}; train.precision={precision}; evaluation in fp32; "
         "mean ± std over seeds",
@@ -166,7 +162,7 @@ def _table(
                 f"| {min(aucs):.4f}–{max(aucs):.4f} "
                 f"| {','.join(str(run['best_epoch']) for run in chosen)} |"
             )
-        for name, description in BASELINES.items():
+        for name, description in BASELINE_NAMES.items():
             block = baselines.get(split, {}).get(name)
             if block is None:
                 continue

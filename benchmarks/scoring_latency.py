@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from inttower.config import FeatureParams, ModelParams
-from inttower.features.encoded import FieldSpec
+from inttower.features.encoded import FieldSpec, tower_fields
 from inttower.features.features import (
     DENSE_ITEM,
     DENSE_USER,
@@ -35,7 +35,7 @@ from inttower.features.features import (
     dense_tower,
 )
 from inttower.models import ItemCache, build_model
-from inttower.serving.export import export_scorer, export_user_tower, user_fields
+from inttower.serving.export import export_scorer, export_user_tower
 from inttower.serving.scorer import OnnxScoring
 from inttower.training.flops import cpu_model, sgemm_gflops
 
@@ -146,7 +146,7 @@ def main() -> None:
         )
         for n_users in (int(value) for value in args.users.split(",")):
             users = _inputs("user", n_users, generator)
-            feed = {spec.name: users[spec.name].numpy() for spec in user_fields(FIELDS)}
+            feed = {spec.name: users[spec.name].numpy() for spec in tower_fields(FIELDS, "user")}
             flops = _flops(lambda: cache.score(users))  # noqa: B023
             if flops / 1e9 > args.max_gflop:
                 print(f"| {n_candidates:,} | {n_users} | (skipped: {flops / 1e9:.0f} GFLOP) |")

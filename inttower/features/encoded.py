@@ -59,7 +59,12 @@ class EncodedSplit:
         return {name: tensor[index] for name, tensor in chosen.items()}
 
     def tower_fields(self, tower: Tower) -> list[FieldSpec]:
-        return [spec for spec in self.fields if spec.tower == tower]
+        return tower_fields(self.fields, tower)
+
+
+def tower_fields(fields: list[FieldSpec], tower: Tower) -> list[FieldSpec]:
+    """The fields one tower reads, in the model's order."""
+    return [spec for spec in fields if spec.tower == tower]
 
 
 def fields_path(directory: Path) -> Path:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from inttower.config import Params
 from inttower.errors import ConfigError
-from inttower.features.encoded import FieldSpec, load_fields
+from inttower.features.encoded import FieldSpec, load_fields, tower_fields
 from inttower.io import atomic_path, file_md5, write_json
 from inttower.models.scorer import ItemCache
 from inttower.models.towers import TwoTowerModel
@@ -91,10 +91,6 @@ class ScorerGraph(nn.Module):
         return logits + user_bias.unsqueeze(1) + item_bias.unsqueeze(0)
 
 
-def user_fields(fields: list[FieldSpec]) -> list[FieldSpec]:
-    return [spec for spec in fields if spec.tower == "user"]
-
-
 def example_inputs(fields: list[FieldSpec], rows: int = 2) -> tuple[Tensor, ...]:
     """Tracing inputs of the encoded dtypes: int64 indices (1 = unknown), float32 dense values."""
     inputs = []
@@ -134,7 +130,7 @@ def _onnx_bytes(
 
 def export_user_tower(model: TwoTowerModel, fields: list[FieldSpec]) -> bytes:
     """The user tower as ONNX, batch dimension dynamic, inputs named after the fields."""
-    specs = user_fields(fields)
+    specs = tower_fields(fields, "user")
     names = [spec.name for spec in specs]
     dynamic = {name: {0: "users"} for name in names}
     dynamic.update({USER_VECTORS: {0: "users"}, USER_BIAS: {0: "users"}})
@@ -168,11 +164,6 @@ def write_arrays(arrays: dict[str, np.ndarray], target: Path) -> Path:
     return write_bytes(save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}), target)
 
 
-def model_id(weights: Path) -> str:
-    """The model's identity: the md5 of its weights, as the champion registry names models."""
-    return file_md5(weights)
-
-
 def bundle_digest(files: dict[str, str]) -> str:
     """One digest over every file's md5: the bundle's identity in the manifest and metadata."""
     digest = hashlib.sha256()
@@ -202,7 +193,7 @@ def manifest(
         "opset": OPSET,
         "user_fields": [
             {"name": spec.name, "kind": spec.kind, "length": spec.length}
-            for spec in user_fields(fields)
+            for spec in tower_fields(fields, "user")
         ],
         "as_of": as_of,
         "features_as_of": features_as_of,
@@ -222,20 +213,18 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
     from inttower.features.encoders import Encoders
     from inttower.io import load_tensors, read_json, read_parquet
     from inttower.model_card import check_model_lineage
-    from inttower.models.registry import MODELS, build_model
+    from inttower.models.registry import build_model
     from inttower.serving.features import ITEM_KEY, USER_KEY, latest_features, seen_items
 
-    if not issubclass(MODELS.get(params.model.name, TwoTowerModel), TwoTowerModel):
+    fields = load_fields(paths["encoded"])
+    model = build_model(fields, params.model)  # on the CPU: a bundle is built byte for byte
+    if not isinstance(model, TwoTowerModel):
         raise ConfigError(
             "model.name",
             f"{params.model.name} scores a user and an item together, so no item side can be "
             "cached for serving; export needs a two-tower model (inttower or dssm)",
         )
     check_model_lineage(params, paths)
-    fields = load_fields(paths["encoded"])
-    model = build_model(fields, params.model)  # on the CPU: a bundle is built byte for byte
-    if not isinstance(model, TwoTowerModel):
-        raise ConfigError("model.name", f"{params.model.name} is not a two-tower model")
     model.load_state_dict(load_tensors(paths["model.weights"]))
     model.eval()
     encoders = Encoders.load(paths["encoders"])

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 
 from inttower.config import FeatureParams, SplitParams
-from inttower.features.encoded import FieldSpec
+from inttower.features.encoded import tower_fields
 from inttower.features.encoders import Encoders, encode_events
 from inttower.features.features import event_features
 
@@ -75,7 +75,7 @@ def latest_features(
         rows = featured.filter(pl.col("probe") == tower).drop("probe").sort(column)
         tensors = encode_events(rows, users, items, encoders, train_users)
         halves[tower] = {
-            **{spec.name: tensors[spec.name] for spec in _of(fields, tower)},
+            **{spec.name: tensors[spec.name] for spec in tower_fields(fields, tower)},
             key: tensors[key],
         }
     return LatestFeatures(users=halves["user"], items=halves["item"], timestamp=probe_time)
@@ -96,10 +96,6 @@ def _probes(
         pl.lit(SERVE_SPLIT).cast(schema["split"]).alias("split"),
         pl.lit(tower).alias("probe"),
     )
-
-
-def _of(fields: list[FieldSpec], tower: str) -> list[FieldSpec]:
-    return [spec for spec in fields if spec.tower == tower]
 
 
 def seen_items(interactions: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple:

@@ -11,7 +11,6 @@ user-tower inputs (`user_features`, the fields of `scorer.user_fields`).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import onnxruntime as ort
 from safetensors.numpy import load_file
 
 from inttower.errors import ArtifactError, InttowerError
-from inttower.io import file_md5
+from inttower.io import file_md5, read_json
 
 MANIFEST = "manifest.json"
 # Largest similarity block ONNX Runtime materialises per call, in floats (as in the training
@@ -99,7 +98,7 @@ class Scorer:
 
     def __init__(self, folder: Path, threads: int = 0) -> None:
         self.folder = Path(folder)
-        self.manifest = _read_json(self.folder / MANIFEST)
+        self.manifest = read_json(self.folder / MANIFEST)
         files = self.manifest["files"]
         for name, expected in files.items():
             path = self.folder / name
@@ -126,8 +125,8 @@ class Scorer:
         self._seen_offsets = users.pop("seen_offsets")
         self._seen_rows = users.pop("seen_rows")
         self._users = users
-        self.titles = _read_json(self.folder / "catalogue.json")["title"]
-        calibration = _read_json(self.folder / "calibration.json")
+        self.titles = read_json(self.folder / "catalogue.json")["title"]
+        calibration = read_json(self.folder / "calibration.json")
         self.calibration_scale = float(calibration["scale"])
         self.calibration_bias = float(calibration["bias"])
 
@@ -243,12 +242,3 @@ class Scorer:
 
 def _model(source: Path | bytes) -> str | bytes:
     return source if isinstance(source, bytes) else str(source)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(path, "missing from the serving bundle; export it again") from None
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(path, f"not valid JSON ({exc.msg}); export it again") from None

@@ -151,45 +151,22 @@ def test_export_is_byte_for_byte_reproducible(project: Paths) -> None:
     assert manifest["opset"] >= 17
 
 
+def _score(project: Paths, *args: str) -> subprocess.CompletedProcess[str]:
+    """`inttower score` in its own process, on the project's data folder."""
+    command = [sys.executable, "-m", "inttower.cli", "score", "--data-dir", str(project.data)]
+    return subprocess.run([*command, *args], capture_output=True, text=True)
+
+
 def test_cli_score_prints_top_k_as_json(project: Paths, scorer: Scorer) -> None:
     user_id = int(scorer.user_ids[0])
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inttower.cli",
-            "score",
-            "--data-dir",
-            str(project.data),
-            "--user-id",
-            str(user_id),
-            "--k",
-            "3",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = _score(project, "--user-id", str(user_id), "--k", "3", "--json")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["user_id"] == user_id and printed["bundle_id"] == scorer.bundle_id
     assert [item["item_id"] for item in printed["items"]] == [
         item.item_id for item in scorer.top_k(user_id=user_id, k=3)
     ]
-    unknown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inttower.cli",
-            "score",
-            "--data-dir",
-            str(project.data),
-            "--user-id",
-            "999999",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    unknown = _score(project, "--user-id", "999999")
     assert unknown.returncode == 2
     assert "user 999999 is not in the bundle" in unknown.stderr
 

@@ -120,6 +120,7 @@ def main() -> None:
     from inttower.models.registry import build_model
     from inttower.paths import Paths
     from inttower.pipeline import STAGES
+    from inttower.training.allocator import reused_host_memory
     from inttower.training.batching import DeviceSplit
     from inttower.training.device import Precision, reproducible, select_device
     from inttower.training.flops import cpu_model
@@ -151,7 +152,7 @@ def main() -> None:
             )
             device = select_device(params.train.device)
             precision = Precision.for_device(device, params.train.precision)
-            with reproducible(params, device):
+            with reproducible(params, device), reused_host_memory(device):
                 train_data = DeviceSplit(train_split, device)
                 valid_data = DeviceSplit(valid_split, device)
                 model = build_model(train_split.fields, params.model).to(device)

@@ -23,6 +23,7 @@ from inttower.models.losses import objective_loss
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training import distributed
+from inttower.training.allocator import reused_host_memory
 from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits
 from inttower.training.checkpoint import (
     TrainingState,
@@ -83,7 +84,7 @@ def _train(
     world = 1 if rank is None else rank.world_size
     precision = Precision.for_device(device, params.train.precision)
     started = time.perf_counter()
-    with reproducible(params, device):
+    with reproducible(params, device), reused_host_memory(device):
         train_split = load_split(paths["encoded"], "train")
         valid_split = load_split(paths["encoded"], "valid")
         hashes = encoded_hashes(paths["encoded"])

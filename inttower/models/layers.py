@@ -99,14 +99,32 @@ class LightSE(nn.Module):
         return embeddings + embeddings * self.weights(embeddings).unsqueeze(2)
 
 
+# Dropout masks on CPU: 16 random bits per element, so p is rounded to a multiple of 1/65536.
+DROPOUT_LEVELS = 1 << 16
+
+
+def keep_mask(shape: torch.Size, p: float) -> tuple[Tensor, float]:
+    """A boolean keep-mask with P(keep) = 1 − p (p rounded to 1/65536), and 1/P(keep).
+
+    CPU's generator costs per draw: four int16 lanes from each 64-bit draw make the mask 2.7×
+    cheaper than one float draw per element (1.6 vs 4.5 ms at (2010, 300) here), and
+    `torch.rand` ≥ p was itself ~2× cheaper than `bernoulli_`.
+    """
+    n = math.prod(shape)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    dropped = min(round(p * DROPOUT_LEVELS), DROPOUT_LEVELS - 1)
+    keep = words.view(torch.int16)[:n].view(shape) >= dropped - DROPOUT_LEVELS // 2
+    return keep, DROPOUT_LEVELS / (DROPOUT_LEVELS - dropped)
+
+
 class Dropout(nn.Dropout):
-    """Inverted dropout; on CPU the mask comes from one uniform draw, ~3x faster than bernoulli_."""
+    """Inverted dropout with `keep_mask`'s cheaper CPU mask; torch's own elsewhere."""
 
     def forward(self, features: Tensor) -> Tensor:
         if not self.training or self.p == 0 or features.device.type != "cpu":
             return super().forward(features)
-        keep = (torch.rand_like(features) >= self.p).to(features.dtype)
-        return features * keep.mul_(1.0 / (1.0 - self.p))
+        keep, scale = keep_mask(features.shape, self.p)
+        return features * keep.to(features.dtype).mul_(scale)
 
 
 class MLP(nn.Module):

@@ -169,3 +169,32 @@ def test_id_dropout_replaces_ids_with_unknown_only_in_training() -> None:
     embedding.eval()
     embedded, _ = embedding(inputs)
     assert torch.equal(embedded[:, 0, 0], ids.float())  # evaluation sees every id
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_dropout_keeps_one_minus_p_and_is_unbiased(p: float) -> None:
+    dropout = layers.Dropout(p).train()
+    torch.manual_seed(0)
+    features = torch.ones(400, 1000)
+    dropped = dropout(features)
+
+    kept = dropped != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    assert abs(dropped.mean().item() - 1.0) < 0.01  # inverted: the expectation is unchanged
+    assert torch.unique(dropped[kept]).numel() == 1  # every kept value is scaled alike
+
+
+def test_dropout_mask_follows_the_seed_and_is_off_in_eval() -> None:
+    dropout = layers.Dropout(0.3).train()
+    features = torch.randn(64, 300)
+    torch.manual_seed(7)
+    first = dropout(features)
+    torch.manual_seed(7)
+    assert torch.equal(first, dropout(features))
+    assert not torch.equal(first, dropout(features))
+    assert torch.equal(dropout.eval()(features), features)
+
+
+def test_keep_mask_never_divides_by_zero_near_p_one() -> None:
+    keep, scale = layers.keep_mask(torch.Size([10]), 0.999999)
+    assert keep.dtype == torch.bool and scale == layers.DROPOUT_LEVELS

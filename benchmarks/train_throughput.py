@@ -124,7 +124,7 @@ def main() -> None:
     from inttower.training.batching import DeviceSplit
     from inttower.training.device import Precision, reproducible, select_device
     from inttower.training.flops import cpu_model
-    from inttower.training.train import _train_epoch, _validate
+    from inttower.training.train import _train_epoch, _validate, build_optimizer
 
     print(
         f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability "
@@ -156,7 +156,7 @@ def main() -> None:
                 train_data = DeviceSplit(train_split, device)
                 valid_data = DeviceSplit(valid_split, device)
                 model = build_model(train_split.fields, params.model).to(device)
-                optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
+                optimizer = build_optimizer(model, params)
                 scaler = precision.make_scaler()
                 rates, epoch_seconds, valid_rates = [], [], []
                 print(

@@ -167,6 +167,20 @@ def read_parquet(path: Path | str, **kwargs: Any) -> pl.DataFrame:
         raise _corrupt(path, "parquet", _parquet_reason(exc)) from None
 
 
+def read_parquet_blocks(path: Path | str, rows: int) -> Iterator[pl.DataFrame]:
+    """A parquet artifact in consecutive blocks of `rows` rows, never read whole: each block is a
+    slice of a lazy scan, which reads only the row groups it spans."""
+    import polars as pl
+
+    path = _artifact(path)
+    try:
+        total = pl.scan_parquet(path).select(pl.len()).collect().item()
+        for start in range(0, total, rows):
+            yield pl.scan_parquet(path).slice(start, rows).collect()
+    except pl.exceptions.ComputeError as exc:
+        raise _corrupt(path, "parquet", _parquet_reason(exc)) from None
+
+
 def read_parquet_schema(path: Path | str) -> pl.Schema:
     """Column names and dtypes of a parquet artifact, from its footer alone."""
     import polars as pl

@@ -27,7 +27,7 @@ def _data(events: int, data_dir: Path) -> dict[str, float]:
     from inttower.paths import Paths
     from inttower.pipeline import STAGES
 
-    params = load_params(ROOT / "params.yaml", _synthetic(events))
+    params = load_params(ROOT / "params.yaml", synthetic(events))
     paths = Paths.for_data(data_dir)
     seconds = {}
     for name in DATA_STAGES:
@@ -37,7 +37,7 @@ def _data(events: int, data_dir: Path) -> dict[str, float]:
     return seconds
 
 
-def _synthetic(events: int) -> dict[str, object]:
+def synthetic(events: int) -> dict[str, object]:
     return {
         "data.dataset": "synthetic",
         "data.synthetic.n_events": events,
@@ -48,7 +48,7 @@ def _synthetic(events: int) -> dict[str, object]:
 
 def _train(events: int, data_dir: Path, nproc: int, epochs: int) -> dict[str, float]:
     command = [sys.executable, "-m", "inttower.cli", "train", "--data-dir", str(data_dir)]
-    for key, value in {**_synthetic(events), "train.nproc": nproc, "train.epochs": epochs,
+    for key, value in {**synthetic(events), "train.nproc": nproc, "train.epochs": epochs,
                        "train.device": "cpu"}.items():  # fmt: skip
         command += ["--set", f"{key}={json.dumps(value)}"]
     # a fresh wrapper per run: its RUSAGE_CHILDREN peak is this run's alone (the largest of the

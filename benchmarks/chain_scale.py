@@ -1,0 +1,75 @@
+"""The whole chain at scale: wall time and peak RSS of every stage, ingest → evaluate, on
+synthetic events (one training epoch by default).
+
+Each stage is `inttower <stage>` in a fresh process tree, so its peak RSS is its own (for DDP the
+largest rank's); the stages share one data folder, as `dvc repro` runs them. Usage:
+    python benchmarks/chain_scale.py --events 25000000
+    python benchmarks/chain_scale.py --events 1000000 --nproc 2 --epochs 1
+    python benchmarks/chain_scale.py --events 25000000 --to encode   # the data stages only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from train_scale import synthetic  # benchmarks/ is on sys.path: these run as scripts
+
+CHAIN = ["source", "ingest", "validate", "split", "features", "encoders", "encode", "train",
+         "evaluate"]  # fmt: skip
+# a fresh wrapper per stage: its RUSAGE_CHILDREN peak is that stage's alone (the largest of the
+# processes it waited for, in KiB), printed as its last line
+WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
+
+
+def run_stage(stage: str, data_dir: Path, overrides: dict[str, object]) -> tuple[float, float]:
+    """(wall seconds, peak RSS GiB) of one stage; its stderr is shown if it fails."""
+    command = [sys.executable, "-m", "inttower.cli", stage, "--data-dir", str(data_dir)]
+    for key, value in overrides.items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *command], capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{stage} failed:\n{result.stderr[-3000:]}")
+    return wall, int(result.stdout.strip().splitlines()[-1]) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=25_000_000)
+    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--to", choices=CHAIN, default=CHAIN[-1], help="the last stage to run")
+    args = parser.parse_args()
+    chain = CHAIN[: CHAIN.index(args.to) + 1]
+    overrides = {**synthetic(args.events), "train.nproc": args.nproc, "train.epochs": args.epochs,
+                 "train.device": "cpu"}  # fmt: skip
+    print(f"chain on {args.events:,} synthetic events, nproc {args.nproc}, {args.epochs} epoch(s)")
+    print("| stage | wall s | peak RSS GiB |")
+    print("|---|---|---|")
+    total = 0.0
+    with tempfile.TemporaryDirectory(prefix="inttower-chain-") as scratch:
+        data_dir = Path(scratch) / "data"
+        for stage in chain:
+            wall, peak = run_stage(stage, data_dir, overrides)
+            total += wall
+            print(f"| {stage} | {wall:,.1f} | {peak:.2f} |", flush=True)
+        print(f"| **{chain[0]} → {chain[-1]}** | {total:,.1f} | |")
+        if args.to == "evaluate":
+            test = json.loads((data_dir / "reports" / "metrics.json").read_text())["test"]
+            print(f"test AUC {test['auc']:.4f}, logloss {test['logloss']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -168,12 +168,11 @@ def test_a_killed_encode_leaves_nothing_in_its_output_folder(repo: Path, mirror:
     kill_mid_write = (
         "import os, signal, sys\n"
         "import inttower.features.encoded as encoded\n"
-        "real = encoded.save_file\n"
-        "def half_then_kill(tensors, path, *args, **kwargs):\n"
-        "    real(tensors, path, *args, **kwargs)\n"
-        "    os.truncate(path, os.path.getsize(path) // 2)\n"
+        "real = encoded.SplitWriter.append\n"
+        "def half_then_kill(self, tensors):\n"
+        "    real(self, {name: t[: t.shape[0] // 2] for name, t in tensors.items()})\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "encoded.save_file = half_then_kill\n"
+        "encoded.SplitWriter.append = half_then_kill\n"
         "from inttower.cli import main\n"
         "sys.exit(main(['encode', '--data-dir', 'data']))\n"
     )

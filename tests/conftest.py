@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,25 @@ def ml1m_meta_dir(movielens_mirror: Path) -> Path:
     if not (directory / "movies.dat").exists():
         pytest.skip(f"ml-1m-meta not found under {movielens_mirror}")
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_instance_left_current() -> Iterator[None]:
+    """A test that leaves a Dagster instance entered breaks later, unrelated tests.
+
+    Dagster keeps the entered instance's state storage as the process's current one
+    (a context variable holding a weak reference): once that instance is collected,
+    every later `resolve_job_def` fails with "undefined DagsterInstance weakref",
+    in whichever test the garbage collector picks. Fail the test that leaked it.
+    """
+    yield
+    if "dagster" not in sys.modules:
+        return
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    leaked = DefsStateStorage.get()
+    if leaked is not None:
+        pytest.fail(
+            f"a Dagster instance is still entered after the test ({type(leaked).__name__}): "
+            "use `with` on build_schedule_context / build_sensor_context / the instance"
+        )

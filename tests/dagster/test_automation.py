@@ -41,12 +41,14 @@ def test_schedule_reads_cron_and_timezone_from_params_and_requests_retrain_job(
     instance = dg.DagsterInstance.local_temp(str(tmp_path))  # a ref, as a daemon's
 
     def tick() -> dg.RunRequest | dg.SkipReason:
-        context = dg.build_schedule_context(
+        # closed on exit: the instance it opens from the ref would otherwise stay the
+        # process's current one after this test, and outlive its own storage
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 1, 6, 3, 30, tzinfo=UTC),  # 04:30 in Paris
             resources={"params": ParamsResource(path=str(params_file)), "storage": storage},
-        )
-        data = schedule.evaluate_tick(context)
+        ) as context:
+            data = schedule.evaluate_tick(context)
         return (data.run_requests or [data.skip_message])[0]
 
     # no champion: a retrain is requested, and the raw files are observed with their version
@@ -127,10 +129,10 @@ def test_a_tick_after_the_retrain_skips_and_says_why(retrain: Retrain, tmp_path:
     )
     params = ParamsResource(path=str(retrain.project / "params.yaml"))
     instance = dg.DagsterInstance.local_temp(str(tmp_path))
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance, resources={"params": params, "storage": storage}
-    )
-    data = schedule.evaluate_tick(context)
+    ) as context:
+        data = schedule.evaluate_tick(context)
     assert not data.run_requests
     champion = json.loads((retrain.project / "reports/champion.json").read_text())
     assert f"equal those of champion {champion['id']}" in (data.skip_message or "")

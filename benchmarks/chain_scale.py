@@ -6,11 +6,13 @@ largest rank's); the stages share one data folder, as `dvc repro` runs them. Usa
     python benchmarks/chain_scale.py --events 25000000
     python benchmarks/chain_scale.py --events 1000000 --nproc 2 --epochs 1
     python benchmarks/chain_scale.py --events 25000000 --to encode   # the data stages only
+    python benchmarks/chain_scale.py --keep /tmp/chain25m --from evaluate  # one stage again
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -50,17 +52,43 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=25_000_000)
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument(
+        "--from",
+        dest="first",
+        choices=CHAIN,
+        default=CHAIN[0],
+        help="the first stage to run (the earlier ones' outputs must be in --keep)",
+    )
     parser.add_argument("--to", choices=CHAIN, default=CHAIN[-1], help="the last stage to run")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="the data folder to use and keep (default: a temporary one, removed at the end)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="one more params override for every stage (repeatable)",
+    )
     args = parser.parse_args()
-    chain = CHAIN[: CHAIN.index(args.to) + 1]
+    chain = CHAIN[CHAIN.index(args.first) : CHAIN.index(args.to) + 1]
     overrides = {**synthetic(args.events), "train.nproc": args.nproc, "train.epochs": args.epochs,
                  "train.device": "cpu"}  # fmt: skip
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     print(f"chain on {args.events:,} synthetic events, nproc {args.nproc}, {args.epochs} epoch(s)")
     print("| stage | wall s | peak RSS GiB |")
     print("|---|---|---|")
     total = 0.0
-    with tempfile.TemporaryDirectory(prefix="inttower-chain-") as scratch:
-        data_dir = Path(scratch) / "data"
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="inttower-chain-"))
+            data_dir = Path(scratch) / "data"
+        else:
+            data_dir = args.keep.resolve()
         for stage in chain:
             wall, peak = run_stage(stage, data_dir, overrides)
             total += wall

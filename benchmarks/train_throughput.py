@@ -110,6 +110,9 @@ def main() -> None:
         "--profile", action="store_true",
         help="after the timed epochs, torch.profiler over one more epoch: the top operators",
     )  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true", help="train through torch.compile(model) (inductor)"
+    )
     args = parser.parse_args()
     extra = parse_overrides(args.set)
 
@@ -165,10 +168,11 @@ def main() -> None:
                     f"{len(valid_data)} valid rows, {model.n_parameters():,} parameters"
                 )
                 floor = _floor(model, train_data, precision, params)
+                stepped = torch.compile(model) if args.compile else model
                 for epoch in range(1, args.epochs + 2):
                     started = time.perf_counter()
                     _, train_seconds = _train_epoch(
-                        model, model, optimizer, scaler, precision, train_data, params, epoch,
+                        stepped, model, optimizer, scaler, precision, train_data, params, epoch,
                         False, None,
                     )  # fmt: skip
                     validated = time.perf_counter()

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from inttower.calibration import fit_calibration
 from inttower.config import Params
 from inttower.errors import InttowerError
-from inttower.features.encoded import encoded_hashes, load_split
+from inttower.features.encoded import encoded_hashes, load_split, split_path
 from inttower.io import atomic_path, write_json
 from inttower.metrics import auc, finite_or_none, logloss
 from inttower.models.losses import objective_loss
@@ -33,6 +33,7 @@ from inttower.training.checkpoint import (
     save_checkpoint,
 )
 from inttower.training.device import Precision, reproducible, select_device
+from inttower.training.pages import release_file_pages
 
 logger = logging.getLogger("inttower.training")
 
@@ -131,7 +132,11 @@ def _train(
                     f"training diverged in epoch {epoch}: mean loss is {mean_loss}; "
                     f"lower train.lr (now {params.train.lr:g})"
                 )
+            # the pass over a mapped split is done: its pages go back to the file cache, so
+            # peak RSS is one pass's, not the train and valid splits' together
+            release_file_pages(split_path(paths["encoded"], "train"))
             valid_auc, valid_logloss = _shared(_validate, model, valid_data, rank)
+            release_file_pages(split_path(paths["encoded"], "valid"))
             improved = not monitor_valid or _beats(valid_auc, state.best_auc)
             if improved:
                 state.best_epoch, state.best_auc = epoch, finite_or_none(valid_auc)

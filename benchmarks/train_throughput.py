@@ -46,6 +46,7 @@ def _floor(model, train_data, precision, params) -> float:
     from inttower.models.losses import objective_loss
     from inttower.training.flops import (
         linear_shapes,
+        linear_step_seconds,
         model_gemm_gflops,
         sgemm_gflops,
         step_flops,
@@ -62,9 +63,11 @@ def _floor(model, train_data, precision, params) -> float:
     total_flops, forward_ops = step_flops(step)
     model.zero_grad(set_to_none=True)
     per_sample = total_flops / len(batch)
-    gemm = model_gemm_gflops(linear_shapes(model, lambda: model(batch.inputs)))
+    shapes = linear_shapes(model, lambda: model(batch.inputs))
+    gemm = model_gemm_gflops(shapes)
     cube = sgemm_gflops(1024, 1024, 1024)
     floor = gemm * 1e9 / per_sample
+    linear = linear_step_seconds(shapes)
     top = sorted(forward_ops.items(), key=lambda item: -item[1])[:4]
     print(
         f"  floor: {per_sample / 1e6:.2f} MFLOP per sample (forward "
@@ -72,6 +75,13 @@ def _floor(model, train_data, precision, params) -> float:
         + ", ".join(f"{op} {n / len(batch) / 1e6:.2f}" for op, n in top)
         + f"); sgemm {gemm:.1f} GFLOP/s at the model's shapes ({cube:.1f} at 1024³)"
         f" -> floor {floor:,.0f} samples/s"
+    )
+    step_at_floor = len(batch) / floor
+    print(
+        f"  the Linear GEMMs alone (forward and both backward products, each at its own shape's "
+        f"rate): {linear * 1e3:.0f} ms per step of {len(batch)} = {linear / step_at_floor:.0%} of "
+        f"the floor's {step_at_floor * 1e3:.0f} ms; {len(batch) / linear:,.0f} samples/s with "
+        "nothing else in the step"
     )
     return floor
 

@@ -69,6 +69,19 @@ def model_gemm_gflops(shapes: list[tuple[int, ...]]) -> float:
     return flops / seconds / 1e9
 
 
+def linear_step_seconds(shapes: list[tuple[int, ...]]) -> float:
+    """Seconds one training step's Linear GEMMs alone take at the rate this machine sustains for
+    each of their own shapes: the forward product, and backward's two (the input's gradient,
+    (m×n)·(n×k), and the weight's, (k×m)·(m×n)). What is left of a step beyond this is the rest
+    of the model (bmm, elementwise, the loss, the optimizer)."""
+    distinct = {shape: shapes.count(shape) for shape in shapes}
+    seconds = 0.0
+    for (m, k, n), count in distinct.items():
+        for a, b, c in ((m, k, n), (m, n, k), (k, m, n)):
+            seconds += count * 2.0 * a * b * c / (sgemm_gflops(a, b, c, seconds=0.25) * 1e9)
+    return seconds
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

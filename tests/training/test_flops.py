@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from inttower.training.flops import linear_shapes, model_gemm_gflops, step_flops
+from inttower.training.flops import (
+    linear_shapes,
+    linear_step_seconds,
+    model_gemm_gflops,
+    step_flops,
+)
 
 
 def test_one_step_of_a_tiny_model_counts_the_flops_a_hand_computation_gives() -> None:
@@ -25,3 +30,4 @@ def test_one_step_of_a_tiny_model_counts_the_flops_a_hand_computation_gives() ->
     assert total == (first + second) + 2 * second + first
     assert linear_shapes(model, lambda: model(x)) == [(16, 8, 32), (16, 32, 4)]
     assert model_gemm_gflops([(64, 64, 64)]) > 0
+    assert 0 < linear_step_seconds([(64, 64, 64)]) < 1

@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_scale import synthetic  # benchmarks/ is on sys.path: these run as scripts
+from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
+from train_scale import synthetic
 
 CHAIN = ["source", "ingest", "validate", "split", "features", "encoders", "encode", "train",
          "evaluate"]  # fmt: skip
@@ -69,16 +70,14 @@ def main() -> None:
         "--set",
         action="append",
         default=[],
-        metavar="KEY=JSON",
-        help="one more params override for every stage (repeatable)",
+        metavar="KEY=VALUE",
+        help="one more params override for every stage, the value as YAML (repeatable)",
     )
     args = parser.parse_args()
     chain = CHAIN[CHAIN.index(args.first) : CHAIN.index(args.to) + 1]
     overrides = {**synthetic(args.events), "train.nproc": args.nproc, "train.epochs": args.epochs,
                  "train.device": "cpu"}  # fmt: skip
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
+    overrides.update(parse_overrides(args.set))
     print(f"chain on {args.events:,} synthetic events, nproc {args.nproc}, {args.epochs} epoch(s)")
     print("| stage | wall s | peak RSS GiB |")
     print("|---|---|---|")

@@ -24,6 +24,7 @@ from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import DeviceSplit, predict_logits
 from inttower.training.device import DeviceError
+from inttower.training.pages import file_mappings
 from inttower.training.train import TrainingError, train_model
 from tests.training.helpers import tiny_params, write_tiny_project
 
@@ -95,13 +96,7 @@ def test_encoded_splits_are_read_memory_mapped_not_copied(tmp_path: Path) -> Non
     training gathers each batch's rows from the OS's file cache, never from a heap copy."""
     paths = write_tiny_project(tmp_path / "mapped")
     split = load_split(paths["encoded"], "train")
-    target = str(paths.encoded_split("train").resolve())
-    regions = []
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and fields[5] == target:
-            low, high = (int(bound, 16) for bound in fields[0].split("-"))
-            regions.append((low, high))
+    regions = file_mappings(paths.encoded_split("train"))
     assert regions, "the split file is mapped"
     for name, tensor in split.tensors.items():
         if tensor.numel():

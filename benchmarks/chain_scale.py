@@ -48,6 +48,14 @@ def run_stage(stage: str, data_dir: Path, overrides: dict[str, object]) -> tuple
     return wall, int(result.stdout.strip().splitlines()[-1]) / 2**20
 
 
+def _throughput(data_dir: Path) -> str:
+    """The train stage's own figures, from the last train line of the run log (never versioned)."""
+    lines = (data_dir / "logs" / "runs.jsonl").read_text().splitlines()
+    run = next(entry for entry in map(json.loads, reversed(lines)) if entry["stage"] == "train")
+    epochs = ", ".join(f"{seconds:,.1f}" for seconds in run["epoch_seconds"])
+    return f"train: {run['samples_per_second']:,.0f} samples/s, epoch s {epochs}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=25_000_000)
@@ -92,6 +100,8 @@ def main() -> None:
             wall, peak = run_stage(stage, data_dir, overrides)
             total += wall
             print(f"| {stage} | {wall:,.1f} | {peak:.2f} |", flush=True)
+            if stage == "train":
+                print(_throughput(data_dir), flush=True)
         print(f"| **{chain[0]} → {chain[-1]}** | {total:,.1f} | |")
         if args.to == "evaluate":
             test = json.loads((data_dir / "reports" / "metrics.json").read_text())["test"]

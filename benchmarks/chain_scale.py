@@ -50,7 +50,9 @@ def run_stage(stage: str, data_dir: Path, overrides: dict[str, object]) -> tuple
 
 def _throughput(data_dir: Path) -> str:
     """The train stage's own figures, from the last train line of the run log (never versioned)."""
-    lines = (data_dir / "logs" / "runs.jsonl").read_text().splitlines()
+    from inttower.paths import Paths
+
+    lines = Paths.for_data(data_dir).run_log.read_text().splitlines()
     run = next(entry for entry in map(json.loads, reversed(lines)) if entry["stage"] == "train")
     epochs = ", ".join(f"{seconds:,.1f}" for seconds in run["epoch_seconds"])
     return f"train: {run['samples_per_second']:,.0f} samples/s, epoch s {epochs}"

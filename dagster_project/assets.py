@@ -14,10 +14,12 @@ import dagster as dg
 from dagster_project.logs import forward_library_logs
 from dagster_project.metadata import (
     data_version,
+    four_decimals,
     hashes_metadata,
     output_hashes,
     stage_metadata,
 )
+from dagster_project.partitions import register_windows
 from dagster_project.pipes import pipes_launcher
 from dagster_project.resources import RunContext
 from inttower.config import Params
@@ -103,6 +105,9 @@ def build_stage_asset(stage: Stage, code_version: str) -> dg.AssetsDefinition:
         with forward_library_logs(context.log), run.storage.mirror_env():
             summary = run_stage(stage, run.params, paths, front_end="dagster", **options)
         seconds = time.perf_counter() - started
+        if stage.name == "ingest":  # the backtest's partitions are the ingested weeks
+            windows = register_windows(context.instance, paths)
+            context.log.info("backtest partitions: %d weeks registered", len(windows))
         hashes = output_hashes(stage, paths)
         metadata: dict[str, Any] = {
             **reported,
@@ -118,7 +123,9 @@ def build_stage_asset(stage: Stage, code_version: str) -> dg.AssetsDefinition:
             "data_dir": str(paths.data),
             "seconds": round(seconds, 3),
         }
-        return dg.MaterializeResult(metadata=metadata, data_version=data_version(hashes))
+        return dg.MaterializeResult(
+            metadata=four_decimals(metadata), data_version=data_version(hashes)
+        )
 
     return _stage_asset
 

@@ -8,7 +8,7 @@ import polars as pl
 from safetensors import safe_open
 
 from dagster_project.assets import asset_key
-from dagster_project.metadata import md_table
+from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import RunContext
 from inttower.data.schema import validate_tables
 from inttower.errors import ValidationFailed
@@ -18,6 +18,11 @@ from inttower.promotion import describe_checks, quality_checks
 from inttower.stages import load_ingested
 
 SAMPLE_ROWS = 10
+
+
+def _result(*, metadata: dict[str, Any], **fields: Any) -> dg.AssetCheckResult:
+    """A check result whose floats read as the UI shows every number: four decimals."""
+    return dg.AssetCheckResult(metadata=four_decimals(metadata), **fields)
 
 
 @dg.asset_check(
@@ -32,7 +37,7 @@ def schema_valid(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
         with run.storage.mirror_env():  # failing rows are named where the mirror is
             summary = validate_tables(load_ingested(run.paths))
     except ValidationFailed as failed:
-        return dg.AssetCheckResult(
+        return _result(
             passed=False,
             description=f"{failed.table} ({failed.source}) failed validation",
             metadata={
@@ -43,7 +48,7 @@ def schema_valid(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
                 "failing_rows": dg.MetadataValue.md(f"```\n{failed.sample}\n```"),
             },
         )
-    return dg.AssetCheckResult(
+    return _result(
         passed=True, metadata={"failure_count": 0, "summary": dg.MetadataValue.json(summary)}
     )
 
@@ -88,13 +93,13 @@ def split_is_chronological(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckRe
             md_table(early.head(SAMPLE_ROWS).to_dicts())
         )
     if chosen.split.leaky:
-        return dg.AssetCheckResult(
+        return _result(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             description="split.protocol is `paper`: a random split (LEAKY), chosen explicitly",
             metadata=metadata,
         )
-    return dg.AssetCheckResult(passed=early.height == 0, metadata=metadata)
+    return _result(passed=early.height == 0, metadata=metadata)
 
 
 @dg.asset_check(
@@ -118,7 +123,7 @@ def test_items_known(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
         .agg(test_events=pl.len())
         .sort(["test_events", "item_id"], descending=[True, False])
     )
-    return dg.AssetCheckResult(
+    return _result(
         passed=share <= limit,
         metadata={
             "unknown_item_share": share,
@@ -145,7 +150,7 @@ def quality_gate(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
     chosen = run.params
     metrics = read_json(run.paths["metrics"])
     results = quality_checks(metrics, chosen.checks)
-    return dg.AssetCheckResult(
+    return _result(
         passed=all(result["passed"] for result in results),
         description=f"{chosen.model.name}: {describe_checks(results)}",
         metadata={

@@ -1,7 +1,8 @@
 """`defs`: the Dagster code location. Definitions are grouped by concern and merged once here.
 
-`dagster dev` and `dagster asset materialize --select '*'` find this module through
-pyproject.toml's [tool.dagster]; run them from the project root (params.yaml lives there).
+`dg dev`, `dg launch --assets '*'` and `dg check defs` find this module through pyproject.toml's
+[tool.dg] (`dagster dev` through [tool.dagster]); run them from the project root, where
+params.yaml lives.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dagster as dg
 
 from dagster_project.assets import pipeline_definitions
 from dagster_project.automation import automation_definitions
+from dagster_project.backtest import backtest_definitions
 from dagster_project.checks import check_definitions
 from dagster_project.resources import (
     ComputeResource,
@@ -48,6 +50,7 @@ def build_definitions(
         retraining_definitions(params),
         versioning_definitions(params),
         automation_definitions(params),
+        backtest_definitions(),
         shared,
     )
 

@@ -68,11 +68,29 @@ def _cell(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return str(round(value, DIGITS))
     text = str(value)
     if isinstance(value, list | tuple) and len(text) > 40:
         text = text[:37] + "…"
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def four_decimals(value: Any) -> Any:
+    """Every float in a metadata mapping (JSON values and nested lists included) to DIGITS
+    decimals: the UI shows 0.8263, never 0.8263186595280587. Applied to every result we report."""
+    if isinstance(value, dg.JsonMetadataValue):  # before tuple: metadata values are records
+        return dg.MetadataValue.json(four_decimals(value.data))
+    if isinstance(value, dg.FloatMetadataValue) and value.value is not None:
+        return dg.MetadataValue.float(round(value.value, DIGITS))
+    if isinstance(value, dg.MetadataValue):
+        return value
+    if isinstance(value, float):
+        return round(value, DIGITS)
+    if isinstance(value, Mapping):
+        return {key: four_decimals(item) for key, item in value.items()}
+    if type(value) in (list, tuple):  # not records (TableSchema …), which are tuples too
+        return [four_decimals(item) for item in value]
+    return value
 
 
 def headline(value: Any) -> Any:
@@ -294,12 +312,29 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
             md_table(rows, ["rows", "auc", "logloss", "gauc", "ece", "n"])
         ),
         "baselines": dg.MetadataValue.md(md_table(baselines)),
+        # the collaborative baseline and the ceiling, on warm and cold users apart
+        "warm_cold": dg.MetadataValue.md(md_table(_warm_cold_rows(summary))),
         "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
         "training_curve": png_md(paths["plots.training_curve"], "training curve"),
         "roc": png_md(paths["plots.roc"], "test ROC"),
         "reliability": png_md(paths["plots.reliability"], "test reliability"),
         "cold_warm": png_md(paths["plots.cold_warm"], "cold and warm users"),
     }
+
+
+def _warm_cold_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for users, block, oracle in (("warm", "test_warm", "oracle_warm"),
+                                 ("cold", "test_cold", "oracle_cold")):  # fmt: skip
+        scores = summary.get(block, {})
+        rows.append({
+            "users": users,
+            "n": scores.get("n"),
+            "model_auc": scores.get("auc"),
+            "ids_mf_auc": scores.get("ids_mf", {}).get("auc"),
+            "oracle_auc": (summary.get(oracle) or {}).get("auc"),
+        })  # fmt: skip
+    return rows
 
 
 def _export(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:

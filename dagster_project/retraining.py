@@ -5,7 +5,6 @@ inttower (`inttower.champion`), shared with `inttower retrain`."""
 
 import hashlib
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,8 @@ from dagster_project.assets import (
     lineage_code_versions,
 )
 from dagster_project.logs import forward_library_logs
-from dagster_project.metadata import md_table, png_md
+from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import ParamsResource, RunContext, StorageResource
-from inttower.catalog import BACKTEST_CHART
 from inttower.champion import decide, lineage
 from inttower.config import Params, load_params
 from inttower.dvc_cli import experiment_name, why_no_experiment, why_not_versionable
@@ -48,7 +46,9 @@ with warnings.catch_warnings():  # beta in Dagster 1.13: the warning would greet
     )
     def movielens_files(context: dg.AssetExecutionContext) -> dg.ObserveResult:
         version, metadata = _observe(context.resources.params, context.resources.storage)
-        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(version), metadata=four_decimals(metadata)
+        )
 
 
 def _observe(params: ParamsResource, storage: StorageResource) -> tuple[str, dict[str, Any]]:
@@ -142,21 +142,23 @@ def build_champion_asset(params: Params) -> dg.AssetsDefinition:
         if champion is not None:
             scores.append({"model": f"champion {champion['id']}", **champion["test"]})
         return dg.MaterializeResult(
-            metadata={
-                "decision": decision["decision"],
-                "reason": decision["reason"],
-                "challenger_id": challenger["id"],
-                "challenger_test_auc": challenger["test"]["auc"],
-                "challenger_test_logloss": challenger["test"]["logloss"],
-                "champion_id": champion["id"] if champion else "none",
-                "champion_test_auc": champion["test"]["auc"] if champion else None,
-                "champion_test_logloss": champion["test"]["logloss"] if champion else None,
-                "scores_on_the_same_window": dg.MetadataValue.md(md_table(scores)),
-                "checks": dg.MetadataValue.md(md_table(challenger["checks"])),
-                "experiment": experiment or f"none: {unversioned}",
-                "promotion_record": str(run.paths.promotion),
-                **run.metadata(),
-            }
+            metadata=four_decimals(
+                {
+                    "decision": decision["decision"],
+                    "reason": decision["reason"],
+                    "challenger_id": challenger["id"],
+                    "challenger_test_auc": challenger["test"]["auc"],
+                    "challenger_test_logloss": challenger["test"]["logloss"],
+                    "champion_id": champion["id"] if champion else "none",
+                    "champion_test_auc": champion["test"]["auc"] if champion else None,
+                    "champion_test_logloss": champion["test"]["logloss"] if champion else None,
+                    "scores_on_the_same_window": dg.MetadataValue.md(md_table(scores)),
+                    "checks": dg.MetadataValue.md(md_table(challenger["checks"])),
+                    "experiment": experiment or f"none: {unversioned}",
+                    "promotion_record": str(run.paths.promotion),
+                    **run.metadata(),
+                }
+            )
         )
 
     return model_champion
@@ -164,52 +166,4 @@ def build_champion_asset(params: Params) -> dg.AssetsDefinition:
 
 def retraining_definitions(params: Params) -> dg.Definitions:
     """The observable source and the champion asset (the schedule is built with the job)."""
-    return dg.Definitions(assets=[movielens_files, build_champion_asset(params), backtest])
-
-
-# Weeks since MovieLens' first ratings (January 1995), Monday to Monday: a week outside the
-# configured dataset's range fails with the one-line as_of error that names the range.
-BACKTEST_WEEKS = dg.WeeklyPartitionsDefinition(start_date="1995-01-02", day_offset=1)
-WEEK = 7 * 86_400
-
-
-with warnings.catch_warnings():  # backfill_policy is beta in Dagster 1.13
-    warnings.simplefilter("ignore", dg.BetaWarning)
-
-    @dg.asset(
-        key="backtest",
-        partitions_def=BACKTEST_WEEKS,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description="`inttower backtest` over weeks: each partition is a cutoff T_i (its Monday); "
-        "retrained as of T_i and tested on its week, beside the model of the range's first week "
-        "(frozen) and the no-model baseline. A backfill of a range is one run: the same "
-        "computation as the CLI, written to reports/backtest.json and plots/backtest.png",
-        group_name="evaluation",
-        kinds={"python"},
-        owners=OWNERS,
-    )
-    def backtest(
-        context: dg.AssetExecutionContext, run: dg.ResourceParam[RunContext]
-    ) -> dg.MaterializeResult:
-        from inttower.backtest import backtest_at
-
-        cuts = [int(datetime.fromisoformat(key).replace(tzinfo=UTC).timestamp())
-                for key in context.partition_keys]  # fmt: skip
-        context.log.info("backtest over %d weeks from %s", len(cuts), context.partition_keys[0])
-        with forward_library_logs(context.log), run.storage.mirror_env():
-            report = backtest_at(run.params, run.paths, sorted(cuts), WEEK, "7d")
-        rows = [
-            {"as_of": row["as_of"], "test_events": row["test_events"],
-             "retrained_auc": row["retrained"]["auc"], "frozen_auc": row["frozen"]["auc"],
-             "baseline_auc": row["baseline"]["auc"]}
-            for row in report["windows"]
-        ]  # fmt: skip
-        return dg.MaterializeResult(
-            metadata={
-                "chart": png_md(run.paths.reports / BACKTEST_CHART, "backtest"),
-                "windows": dg.MetadataValue.md(md_table(rows)),
-                "mean": dg.MetadataValue.json(report["mean"]),
-                "report": str(run.paths.reports / "backtest.json"),
-                **run.metadata(),
-            }
-        )
+    return dg.Definitions(assets=[movielens_files, build_champion_asset(params)])

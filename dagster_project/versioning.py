@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.assets import FOLLOW_UPSTREAM, OWNERS, asset_key, lineage_code_versions
-from dagster_project.metadata import md_table
+from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import RunContext
 from dagster_project.retraining import CHAMPION_ASSET
 from inttower.config import Params
@@ -64,7 +64,7 @@ def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.
         # not this project's DVC data folder: nothing could be recorded, nothing can lie
         context.log.warning("DVC versioning skipped: %s", reason)
         return dg.MaterializeResult(
-            metadata={"status": "skipped", "reason": reason, **run.metadata()}
+            metadata=four_decimals({"status": "skipped", "reason": reason, **run.metadata()})
         )
     refusal = run.params_drift() or (
         f"this run overrode params {list(run.changed_keys)}; dvc.lock would not match them"
@@ -74,7 +74,7 @@ def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.
     if refusal:
         raise dg.Failure(
             description=f"DVC versioning refused: {refusal}; nothing was committed",
-            metadata={"status": "refused", "reason": refusal, **run.metadata()},
+            metadata=four_decimals({"status": "refused", "reason": refusal, **run.metadata()}),
         )
     experiment = experiment_name(run.started_at)  # the name the champion decision recorded
     context.log.info("dvc commit -f and dvc exp save %s in %s", experiment, root.resolve())
@@ -96,7 +96,7 @@ def version_artifacts(context: dg.AssetExecutionContext, run: RunContext) -> dg.
         "show": "dvc exp show",
         "restore": f"inttower champion --restore {experiment}" if saved["experiment"] else "n/a",
     }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=four_decimals(metadata))
 
 
 def versioning_definitions(params: Params) -> dg.Definitions:

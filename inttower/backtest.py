@@ -47,6 +47,15 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def weekly_cutoffs(first: int, last: int) -> list[int]:
+    """The Mondays (00:00 UTC) with at least a week of history before them and events after:
+    the weekly windows a backtest of this timeline can test on."""
+    monday = dt.datetime.fromtimestamp(first + 7 * 86_400, dt.UTC).date()
+    monday += dt.timedelta(days=(7 - monday.weekday()) % 7)
+    start = int(dt.datetime.combine(monday, dt.time(), dt.UTC).timestamp())
+    return list(range(start, last + 1, 7 * 86_400))
+
+
 def cutoffs(first: int, last: int, windows: int, every: int) -> list[int]:
     """T_1 … T_N, `every` apart, the last window ending just after the last event."""
     if windows < 1:
@@ -109,6 +118,70 @@ def _full_timeline(params: Params, paths: Paths) -> Paths:
     return full
 
 
+class _Timeline:
+    """Every event with its point-in-time features, and the user and item tables."""
+
+    def __init__(self, events: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> None:
+        self.events, self.users, self.items = events, users, items
+
+    @classmethod
+    def read(cls, full: Paths) -> _Timeline:
+        return cls(*(read_parquet(full[f"features.{name}"]) for name in ("events", "users",
+                                                                          "items")))  # fmt: skip
+
+
+def backtest_window(
+    params: Params,
+    paths: Paths,
+    cut: int,
+    frozen_cut: int,
+    seconds: int,
+    every: str,
+    timeline: _Timeline | None = None,
+    label: str = "window",
+) -> dict[str, Any]:
+    """One window [cut, cut + seconds): the model retrained as of `cut`, the one frozen as of
+    `frozen_cut` and the no-model baseline, scored on the window's events. Each cutoff's run is
+    reused when complete, so a Dagster backfill of single windows costs what the CLI's range does."""
+    timeline = timeline or _Timeline.read(_full_timeline(params, paths))
+    everything = [stage.name for stage in STAGE_LIST]
+    files = {}
+    for at in dict.fromkeys((frozen_cut, cut)):  # the frozen model first: it is reused most
+        as_of = _instant(at)
+        run_paths = Paths.for_data(paths.data / BACKTEST_WORK / f"as_of={as_of.replace(':', '')}")
+        _complete_run(_at(params, as_of), run_paths, everything, f"{label} as of {as_of}")
+        files[at] = bundle_sources(run_paths)
+    as_of = _instant(cut)
+    events = timeline.events
+    window = events.filter((pl.col("timestamp") >= cut) & (pl.col("timestamp") < cut + seconds))
+    if window.is_empty():
+        raise InttowerError(f"{label} [{as_of}, +{every}): no events to test on")
+    run_paths = Paths.for_data(paths.data / BACKTEST_WORK / f"as_of={as_of.replace(':', '')}")
+    train = read_parquet(run_paths["split.events"]).filter(pl.col("split") == "train")
+    train_users = train["user_id"].unique()
+    labels = window["label"].to_numpy().astype(np.float64)
+    # the no-model baseline: the point-in-time user + item rate logits (AUC ignores the prior
+    # the evaluation subtracts)
+    rates = [window[name].to_numpy().astype(np.float64) for name in ("user_pos_rate",
+                                                                       "item_pos_rate")]  # fmt: skip
+    logits = sum(np.log(r) - np.log1p(-r) for r in (np.clip(x, 1e-7, 1 - 1e-7) for x in rates))
+    users, items = timeline.users, timeline.items
+    row = {
+        "as_of": as_of,
+        "test_events": window.height,
+        "retrained": _scores(score_events(files[cut], window, users, items, train_users)),
+        "frozen": _scores(score_events(files[frozen_cut], window, users, items, train_users)),
+        "baseline": {"auc": finite_or_none(auc(labels, logits))},
+        "train_events": train.height,
+    }
+    log.info(
+        "backtest %s as of %s (%d events): retrained AUC %.4f, frozen %.4f, baseline %.4f",
+        label, as_of, window.height, row["retrained"]["auc"], row["frozen"]["auc"],
+        row["baseline"]["auc"],
+    )  # fmt: skip
+    return row
+
+
 def backtest_at(
     params: Params,
     paths: Paths,
@@ -118,47 +191,14 @@ def backtest_at(
     full: Paths | None = None,
 ) -> dict[str, Any]:
     """Windows [T_i, T_i + seconds), one after another: retrained as of T_i, frozen (as of T_1)
-    and the baseline on each; writes reports/backtest.json and the chart. The Dagster asset
-    calls this with the weeks of a partition range, so a backfill is the same computation."""
+    and the baseline on each; writes reports/backtest.json and the chart. The Dagster backtest
+    job runs `backtest_window` per partition: the same rows, one window a run."""
     full = full or _full_timeline(params, paths)
-    events = read_parquet(full["features.events"])
-    users, items = read_parquet(full["features.users"]), read_parquet(full["features.items"])
-    work = paths.data / BACKTEST_WORK
-    everything = [stage.name for stage in STAGE_LIST]
-    windows = len(cuts)
+    timeline = _Timeline.read(full)
     rows: list[dict[str, Any]] = []
-    frozen: dict[str, Path] | None = None
     for index, cut in enumerate(cuts, start=1):
-        as_of = _instant(cut)
-        run_paths = Paths.for_data(work / f"as_of={as_of.replace(':', '')}")
-        _complete_run(_at(params, as_of), run_paths, everything, f"window {index}/{windows}")
-        files = bundle_sources(run_paths)
-        frozen = frozen or files
-        window = events.filter((pl.col("timestamp") >= cut) & (pl.col("timestamp") < cut + seconds))
-        if window.is_empty():
-            raise InttowerError(f"window {index} [{as_of}, +{every}): no events to test on")
-        train = read_parquet(run_paths["split.events"]).filter(pl.col("split") == "train")
-        train_users = train["user_id"].unique()
-        labels = window["label"].to_numpy().astype(np.float64)
-        # the no-model baseline: the point-in-time user + item rate logits (AUC ignores the
-        # prior the evaluation subtracts)
-        rates = [window[name].to_numpy().astype(np.float64) for name in ("user_pos_rate",
-                                                                           "item_pos_rate")]  # fmt: skip
-        logits = sum(np.log(r) - np.log1p(-r) for r in (np.clip(x, 1e-7, 1 - 1e-7) for x in rates))
-        row = {
-            "as_of": as_of,
-            "test_events": window.height,
-            "retrained": _scores(score_events(files, window, users, items, train_users)),
-            "frozen": _scores(score_events(frozen, window, users, items, train_users)),
-            "baseline": {"auc": finite_or_none(auc(labels, logits))},
-            "train_events": train.height,
-        }
-        log.info(
-            "backtest window %d/%d as of %s (%d events): retrained AUC %.4f, frozen %.4f, "
-            "baseline %.4f", index, windows, as_of, window.height, row["retrained"]["auc"],
-            row["frozen"]["auc"], row["baseline"]["auc"],
-        )  # fmt: skip
-        rows.append(row)
+        rows.append(backtest_window(params, paths, cut, cuts[0], seconds, every, timeline,
+                                    f"window {index}/{len(cuts)}"))  # fmt: skip
     report = {
         "dataset": params.data.dataset,
         "model": params.model.name,

@@ -30,9 +30,7 @@ def test_ci_runs_make_test_and_make_test_runs_the_suite() -> None:
 
 def test_make_run_launches_the_named_pipeline_job_in_a_project_dagster_home() -> None:
     commands = _make_dry_run("run")
-    assert commands[-1] == (
-        ".venv/bin/dagster job execute -m dagster_project.definitions -j inttower_pipeline"
-    )
+    assert commands[-1] == ".venv/bin/dg launch --job inttower_pipeline"  # [tool.dg] finds the code
     # the project's own folder, unless the environment names one (activation exports it)
     expected = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster_home").resolve()
     made = [line for line in commands if line.startswith("mkdir -p ")]

@@ -235,7 +235,9 @@ def _stale(retrain: Retrain, params_file: Path) -> set[str]:
     `params_file` (what the UI shows after a code-location reload)."""
     storage = StorageResource(root=str(retrain.project), data_dir=str(retrain.project / "data"))
     defs = build_definitions(params_file, storage)
-    resolver = get_stale_status_resolver(retrain.instance, list(defs.assets or []))
+    # the backtest is an AssetSpec (reported by its job), which this resolver does not take
+    built = [asset for asset in defs.assets or [] if isinstance(asset, dg.AssetsDefinition)]
+    resolver = get_stale_status_resolver(retrain.instance, built)
     return {
         key.to_user_string()
         for key in (*STAGE_ASSETS, dg.AssetKey(VERSIONED_ASSET))

@@ -1,4 +1,5 @@
-"""The code location loads from the project root with no flags, and `dagster dev` serves it."""
+"""The code location loads from the project root with no flags: `dg check defs`, and `dg dev`
+serves it, the backtest's partitions being the ingested weeks."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dagster_project.versioning import VERSIONED_ASSET
 
 from .helpers import ROOT, VENV_BIN
 
-STARTUP_TIMEOUT = 120  # seconds: a cold `dagster dev` imports torch in its code server
+STARTUP_TIMEOUT = 120  # seconds: a cold `dg dev` imports torch in its code server
 ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName } }"
 SCHEDULE_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
     schedules { name cronSchedule executionTimezone futureTicks(limit: 1) { results { timestamp } } }
@@ -34,9 +35,9 @@ def _env(dagster_home: Path) -> dict[str, str]:
     return {**os.environ, "DAGSTER_HOME": str(dagster_home), "DAGSTER_DISABLE_TELEMETRY": "1"}
 
 
-def test_definitions_validate_from_the_project_root(tmp_path: Path) -> None:
+def test_dg_check_defs_passes_from_the_project_root(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(VENV_BIN / "dagster"), "definitions", "validate"],
+        [str(VENV_BIN / "dg"), "check", "defs"],
         cwd=ROOT,
         env=_env(tmp_path),
         capture_output=True,
@@ -45,7 +46,9 @@ def test_definitions_validate_from_the_project_root(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Validation successful for code location inttower" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "All definitions loaded successfully" in output
+    assert "SupersessionWarning" not in output
 
 
 def _free_port() -> int:
@@ -65,7 +68,7 @@ def _graphql(port: int, query: str) -> dict[str, Any]:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C lets `dagster dev` stop its webserver, daemon and code server; kill what remains."""
+    """Ctrl-C lets `dg dev` stop its webserver, daemon and code server; kill what remains."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -76,11 +79,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.slow
-def test_dagster_dev_lists_every_asset_over_graphql(tmp_path: Path) -> None:
+def test_dg_dev_lists_every_asset_over_graphql(tmp_path: Path) -> None:
     port = _free_port()
     log = (tmp_path / "dagster_dev.log").open("wb")
     process = subprocess.Popen(
-        [str(VENV_BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
+        [str(VENV_BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=_env(tmp_path),
         stdout=log,

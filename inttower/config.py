@@ -162,6 +162,9 @@ class ModelParams(_Strict):
     l2_embedding: float = Field(1e-6, ge=0)
     tower_bias: bool = True
     id_dropout: float = Field(0.0, ge=0, lt=1)
+    # IntTower: a direct user-id × item-id dot product of this size inside the FE-Block score
+    # (0 = off); see inttower/models/towers.py
+    id_dim: int = Field(0, ge=0)
     cross_layers: int = Field(3, ge=1, le=8)  # dcnv2: cross layers beside the deep network
 
 
@@ -170,6 +173,7 @@ class TrainParams(_Strict):
     batch_size: int = Field(2048, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    id_lr: float | None = Field(None, gt=0)  # the id path's learning rate (model.id_dim); null = lr
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     objective: Literal["bce", "ranknet"] = "bce"
@@ -221,6 +225,8 @@ class CheckParams(_Strict):
     # a model must beat the evaluation's own no-model and features-alone baselines on test AUC
     min_auc_gain_over_rate_logits: float = Field(0.0, ge=-1, le=1)
     min_auc_gain_over_dense_logistic: float = Field(0.0, ge=-1, le=1)
+    # ... and the ids-only matrix factorisation: the collaborative signal a model must not miss
+    min_auc_gain_over_ids_mf: float = Field(0.0, ge=-1, le=1)
 
 
 class PromotionParams(_Strict):

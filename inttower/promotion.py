@@ -10,6 +10,7 @@ from inttower.config import CheckParams, PromotionParams
 
 RATE_LOGITS = "user_item_pos_rate_logits"  # the point-in-time no-model baseline
 DENSE_LOGISTIC = "dense_logistic"  # the features-alone logistic regression
+IDS_MF = "ids_mf"  # the ids-only biased matrix factorisation
 
 
 def quality_checks(metrics: dict[str, Any], checks: CheckParams) -> list[dict[str, Any]]:
@@ -23,6 +24,7 @@ def quality_checks(metrics: dict[str, Any], checks: CheckParams) -> list[dict[st
          checks.min_auc_gain_over_rate_logits),
         (DENSE_LOGISTIC, baselines.get(DENSE_LOGISTIC, {}).get("auc"),
          checks.min_auc_gain_over_dense_logistic),
+        (IDS_MF, baselines.get(IDS_MF, {}).get("auc"), checks.min_auc_gain_over_ids_mf),
     ]  # fmt: skip
     results = []
     for name, baseline, margin in bars:

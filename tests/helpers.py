@@ -32,6 +32,7 @@ SMALL_TOWERS = {
     "model.embedding_dim": 8,
     "checks.min_auc_gain_over_rate_logits": -1.0,
     "checks.min_auc_gain_over_dense_logistic": -1.0,
+    "checks.min_auc_gain_over_ids_mf": -1.0,
 }
 
 

@@ -173,7 +173,9 @@ def test_every_readme_command_runs_on_the_real_ml100k(
         started = time.perf_counter()
         if _bare(command) in LONG_RUNNING:
             ui = _serve_and_ask(_bare(command), project, env, tmp_path / "dg_dev.log")
-            partitioned = [n for n in ui["assetNodes"] if n["isMaterializable"] and n["isPartitioned"]]
+            partitioned = [
+                n for n in ui["assetNodes"] if n["isMaterializable"] and n["isPartitioned"]
+            ]
             assert partitioned == []  # "Materialize all" asks for no partitions
             weeks = ui["backtest"][0]["partitionKeys"]
             assert weeks[0] == "1997-09-29" and len(weeks) == 30  # registered by make run's ingest

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from safetensors import safe_open
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -24,11 +25,12 @@ from inttower.evaluation.plots import (
     write_roc_png,
     write_training_curve_png,
 )
-from inttower.features.encoded import EncodedSplit, load_fields, load_split
+from inttower.features.encoded import LABEL, EncodedSplit, load_fields, load_split, split_path
 from inttower.features.features import dense_columns
 from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
 from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.model_card import check_model_lineage
+from inttower.models.mf import IdsSplit, fit_ids_mf
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
@@ -44,6 +46,7 @@ BASELINE_NAMES = {
     "user_item_pos_rate_logits": "no model: user + item rate logits",
     "mean_ratings": "no model: user + item mean rating",
     "dense_logistic": "features alone: logistic regression on the dense features",
+    "ids_mf": "ids alone: biased matrix factorisation",
 }
 
 
@@ -74,18 +77,29 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
 
     baseline_labels, baseline_probabilities = baseline_scores(paths)
     baselines = baseline_metrics(baseline_labels, baseline_probabilities)
+    mf_probability = ids_mf_probabilities(params, paths, valid, test)
+    baselines["ids_mf"] = _scored(test_labels, mf_probability)
+    oracle, oracle_warm, oracle_cold = oracle_metrics(params, paths)
     metrics: dict[str, Any] = {
         "test": binary_metrics(test_labels, test_prob, test_users, bins),
         "valid": binary_metrics(valid.labels, valid_prob, valid.tensors[GROUP_KEY], bins),
         "baselines": baselines,
-        "test_cold": binary_metrics(test_labels[cold], test_prob[cold], test_users[cold], bins),
-        "test_warm": binary_metrics(test_labels[~cold], test_prob[~cold], test_users[~cold], bins),
+        "test_cold": {
+            **binary_metrics(test_labels[cold], test_prob[cold], test_users[cold], bins),
+            "ids_mf": _scored(test_labels[cold], mf_probability[cold]),
+        },
+        "test_warm": {
+            **binary_metrics(test_labels[~cold], test_prob[~cold], test_users[~cold], bins),
+            "ids_mf": _scored(test_labels[~cold], mf_probability[~cold]),
+        },
         "uncalibrated": {
             "test": binary_metrics(test_labels, raw_test_prob, test_users, bins),
             "valid": binary_metrics(valid.labels, raw_valid_prob, valid.tensors[GROUP_KEY], bins),
         },
         "calibration": calibration.to_json(),
-        "oracle": oracle_metrics(params, paths),
+        "oracle": oracle,
+        "oracle_warm": oracle_warm,
+        "oracle_cold": oracle_cold,
         "model": params.model.name,
         "as_of": params.data.as_of,
         "protocol": params.split.protocol,
@@ -100,6 +114,9 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
             (BASELINE_NAMES[name], baseline_labels, baseline_probabilities[name],
              baselines[name]["auc"])
         )  # fmt: skip
+    curves.append(
+        (BASELINE_NAMES["ids_mf"], test_labels, mf_probability, baselines["ids_mf"]["auc"])
+    )
     write_roc_png(curves, paths["plots.roc"])
     write_cold_warm_png(metrics, paths["plots.cold_warm"])
     write_training_curve_png(
@@ -123,20 +140,54 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     return metrics
 
 
-def oracle_metrics(params: Params, paths: Paths) -> dict[str, float | int | None] | None:
+Scores = dict[str, float | int | None]
+
+
+def _scored(labels: np.ndarray, probability: np.ndarray) -> Scores:
+    return {
+        "auc": finite_or_none(auc(labels, probability)),
+        "logloss": finite_or_none(logloss(labels, probability)),
+        "n": len(labels),
+    }
+
+
+def ids_mf_probabilities(
+    params: Params, paths: Paths, valid: EncodedSplit, test: EncodedSplit
+) -> np.ndarray:
+    """The ids-only MF (inttower.models.mf), fit on train and early-stopped on valid, scored on
+    the test rows in their encoded order."""
+    with safe_open(str(split_path(paths["encoded"], "train")), framework="pt") as handle:
+        train = IdsSplit(*(handle.get_tensor(name) for name in ("user_id", "item_id", LABEL)))
+    sizes = {field.name: field.vocab_size for field in valid.fields}
+
+    def ids(split: EncodedSplit) -> IdsSplit:
+        return IdsSplit(split.tensors["user_id"], split.tensors["item_id"], split.labels)
+
+    model = fit_ids_mf(train, ids(valid), sizes["user_id"], sizes["item_id"], params.seed)
+    logits = model.logits(test.tensors["user_id"], test.tensors["item_id"])
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def oracle_metrics(
+    params: Params, paths: Paths
+) -> tuple[Scores | None, Scores | None, Scores | None]:
     """The generator's own P(label | event) on the test events, when the data is synthetic: the
-    ceiling no model can pass (None for real data, whose truth nobody knows)."""
+    ceiling no model can pass (None for real data, whose truth nobody knows); overall, then on
+    warm and cold users (seen in train or not)."""
     from inttower.data.synthetic import oracle_probabilities
 
     oracle_file = paths["ingested.oracle"]
     read_parquet_schema(oracle_file)  # a missing or corrupt file: its one-line error
     if _parquet_rows(oracle_file) == 0:  # real data: nobody knows the truth
-        return None
+        return None, None, None
     keys = ["user_id", "item_id", "timestamp"]
+    events = pl.scan_parquet(paths["features.events"])
+    train_users = events.filter(pl.col("split") == "train").select("user_id").unique()
     test = (
-        pl.scan_parquet(paths["features.events"])
-        .filter(pl.col("split") == "test")
+        events.filter(pl.col("split") == "test")
         .select(*keys, "label")
+        .join(train_users.with_columns(warm=pl.lit(True)), on="user_id", how="left")
+        .with_columns(pl.col("warm").fill_null(False))
         .collect()
     )
     # only the test events' oracle rows are ever read into memory: the semi join streams the
@@ -157,11 +208,12 @@ def oracle_metrics(params: Params, paths: Paths) -> dict[str, float | int | None
         joined, params.label.drop_ratings, params.label.positive_threshold
     )
     labels = joined["label"].to_numpy().astype(np.float64)
-    return {
-        "auc": finite_or_none(auc(labels, probability)),
-        "logloss": finite_or_none(logloss(labels, probability)),
-        "n": len(labels),
-    }
+    warm = joined["warm"].to_numpy()
+    return (
+        _scored(labels, probability),
+        _scored(labels[warm], probability[warm]),
+        _scored(labels[~warm], probability[~warm]),
+    )
 
 
 def _parquet_rows(path: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from inttower.config import ModelParams
 from inttower.features.encoded import FieldSpec
+from inttower.features.encoders import UNKNOWN
 from inttower.models.layers import (
     TowerEncoder,
     maxsim_all,
@@ -134,6 +136,21 @@ class IntTower(TwoTowerModel):
         for head in (self.user_bias, self.item_bias):
             if head is not None:
                 nn.init.zeros_(head.weight)
+        # The id path: on dense data the towers fit the point-in-time features within two
+        # epochs and then overfit, before the id embeddings inside them learn the user × item
+        # signal an ids-only MF finds. A direct ⟨p_u, q_i⟩ gives that signal a linear path.
+        # It travels inside the FE-Block vectors: q_i is appended to every item head and
+        # √d·p_u to every user head, so for each user head the appended product is the same
+        # for every item head, passes the max unchanged, and the normalised sum gains exactly
+        # ⟨p_u, q_i⟩ (times the learnt scale). Item caching, ONNX export and serving are
+        # unchanged: the vectors are only wider. Unknown ids (cold users, new items) get 0.
+        self.id_dim = params.id_dim
+        if self.id_dim:
+            sizes = {field.name: field.vocab_size for field in fields}
+            self.user_ids = nn.Embedding(sizes["user_id"], self.id_dim)
+            self.item_ids = nn.Embedding(sizes["item_id"], self.id_dim)
+            for table in (self.user_ids, self.item_ids):
+                nn.init.normal_(table.weight, std=0.01)
 
     @property
     def n_layers(self) -> int:
@@ -145,8 +162,12 @@ class IntTower(TwoTowerModel):
             [projection(layer) for projection, layer in zip(self.user_heads, layers, strict=True)],
             dim=1,
         )
+        vectors = heads.view(heads.shape[0], self.n_layers * self.heads, self.head_dim)
+        if self.id_dim:
+            ids = _known(self.user_ids, inputs["user_id"]) * math.sqrt(self.head_dim)
+            vectors = torch.cat([vectors, ids.unsqueeze(1).expand(-1, vectors.shape[1], -1)], 2)
         return TowerOutput(
-            vectors=heads.view(heads.shape[0], self.n_layers * self.heads, self.head_dim),
+            vectors=vectors,
             repr=F.normalize(layers[-1], dim=1),
             bias=_scalar_head(self.user_bias, layers[-1]),
         )
@@ -154,8 +175,12 @@ class IntTower(TwoTowerModel):
     def item_tower(self, inputs: dict[str, Tensor]) -> TowerOutput:
         layers = self.item_encoder(inputs)
         heads = self.item_heads(layers[-1])
+        vectors = heads.view(heads.shape[0], self.heads, self.head_dim)
+        if self.id_dim:
+            ids = _known(self.item_ids, inputs["item_id"])
+            vectors = torch.cat([vectors, ids.unsqueeze(1).expand(-1, self.heads, -1)], 2)
         return TowerOutput(
-            vectors=heads.view(heads.shape[0], self.heads, self.head_dim),
+            vectors=vectors,
             repr=F.normalize(layers[-1], dim=1),
             bias=_scalar_head(self.item_bias, layers[-1]),
         )
@@ -171,6 +196,12 @@ class IntTower(TwoTowerModel):
 
     def _logit(self, maxsim_sum: Tensor) -> Tensor:
         return maxsim_sum * (self.normaliser * self.log_scale.exp()) + self.bias
+
+
+def _known(table: nn.Embedding, ids: Tensor) -> Tensor:
+    """Embedding rows of known ids; zeros for padding and unknown (0, 1), never trained."""
+    ids = ids.view(-1)
+    return table(ids) * (ids > UNKNOWN).unsqueeze(1).to(table.weight.dtype)
 
 
 def _scalar_head(head: nn.Linear | None, last_layer: Tensor) -> Tensor | None:

@@ -241,11 +241,22 @@ def _stopped_early(state: TrainingState, params: Params) -> bool:
     return state.epochs_without_gain >= params.train.patience
 
 
+ID_TABLES = ("user_ids.weight", "item_ids.weight")  # IntTower's id-path embedding tables
+
+
 def build_optimizer(model: torch.nn.Module, params: Params) -> torch.optim.Adam:
     """Adam with its fused kernel (CPU and CUDA): one pass over each parameter instead of a dozen
     elementwise ops, 5% of a CPU step at the official size; deterministic on CPU like the rest."""
+    # the id path (IntTower's model.id_dim tables) may learn at its own rate: it must find the
+    # user × item signal before the towers overfit the dense features
+    named = list(model.named_parameters())
+    id_path = [p for name, p in named if name.endswith(ID_TABLES)]
+    others = [p for name, p in named if not name.endswith(ID_TABLES)]
+    groups = [{"params": others}]
+    if id_path:
+        groups.append({"params": id_path, "lr": params.train.id_lr or params.train.lr})
     return torch.optim.Adam(
-        model.parameters(),
+        groups,
         lr=params.train.lr,
         weight_decay=params.train.weight_decay,
         fused=True,

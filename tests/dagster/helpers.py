@@ -31,6 +31,7 @@ SMALL_PARAMS: dict[str, Any] = {
     "checks.min_test_auc": 0.0,  # the gate itself is tested on fixtures in test_checks.py
     "checks.min_auc_gain_over_rate_logits": -1.0,
     "checks.min_auc_gain_over_dense_logistic": -1.0,
+    "checks.min_auc_gain_over_ids_mf": -1.0,
 }
 # What a clone must hold in git for `dvc pull` to restore everything (see the closing note).
 GITIGNORE_REPORTS = "!/reports/*.json\n!/reports/plots/\n"

@@ -36,9 +36,15 @@ def _resources(root: Path, **params: object) -> dict[str, RunContext]:
         return {"run": built.run}
 
 
-def _metrics(path: Path, test_auc: float | None, rate: float = 0.70, dense: float = 0.72) -> None:
+def _metrics(
+    path: Path, test_auc: float | None, rate: float = 0.70, dense: float = 0.72, mf: float = 0.5
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    baselines = {"user_item_pos_rate_logits": {"auc": rate}, "dense_logistic": {"auc": dense}}
+    baselines = {
+        "user_item_pos_rate_logits": {"auc": rate},
+        "dense_logistic": {"auc": dense},
+        "ids_mf": {"auc": mf},
+    }
     path.write_text(json.dumps({"test": {"auc": test_auc, "logloss": 0.5}, "baselines": baselines}))
 
 
@@ -62,6 +68,15 @@ def test_quality_gate_compares_with_the_evaluations_own_baselines(tmp_path: Path
     margin = {"checks.min_test_auc": 0.6, "checks.min_auc_gain_over_dense_logistic": 0.02}
     result = quality_gate(**_resources(tmp_path, **margin))
     assert not result.passed and result.metadata["failed"].value == "dense_logistic"
+
+
+def test_quality_gate_requires_beating_the_ids_only_mf(tmp_path: Path) -> None:
+    """Better than the features, worse than the ids alone: it missed the collaborative signal."""
+    _metrics(tmp_path / "reports/metrics.json", 0.80, mf=0.83)
+    result = quality_gate(**_resources(tmp_path, **{"checks.min_test_auc": 0.6}))
+    assert not result.passed and result.metadata["failed"].value == "ids_mf"
+    lenient = {"checks.min_test_auc": 0.6, "checks.min_auc_gain_over_ids_mf": -0.05}
+    assert quality_gate(**_resources(tmp_path, **lenient)).passed
 
 
 def test_quality_gate_fails_a_model_without_a_test_auc(tmp_path: Path) -> None:

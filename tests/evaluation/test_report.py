@@ -32,8 +32,11 @@ def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
     returned = evaluate_model(tiny_params(), trained)
     written = json.loads(trained["metrics"].read_text())
     assert written == returned
-    for block in ("test", "valid", "test_cold", "test_warm"):
+    for block in ("test", "valid"):
         assert set(written[block]) == BLOCK_KEYS, block
+    for block in ("test_cold", "test_warm"):  # with the ids-only MF on the same users
+        assert set(written[block]) == BLOCK_KEYS | {"ids_mf"}, block
+        assert written[block]["ids_mf"]["n"] == written[block]["n"]
     assert isinstance(written["test"]["auc"], float)
     assert isinstance(written["test"]["logloss"], float)
     assert written["test"]["n"] == len(load_split(trained["encoded"], "test"))
@@ -44,7 +47,10 @@ def test_evaluate_writes_the_metrics_contract(trained: Paths) -> None:
         "user_item_pos_rate_logits",
         "mean_ratings",
         "dense_logistic",
+        "ids_mf",
     }
+    assert written["baselines"]["ids_mf"]["n"] == written["test"]["n"]
+    assert written["oracle"] is written["oracle_warm"] is written["oracle_cold"] is None  # real
     for baseline in written["baselines"].values():
         assert {"auc", "logloss"} <= set(baseline)
     assert written["baselines"]["mean_ratings"]["logloss"] is None  # a ranking, not a probability

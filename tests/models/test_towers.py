@@ -175,3 +175,37 @@ def test_models_train_under_mixed_precision_autocast(name: str) -> None:
 
     assert torch.isfinite(parts["loss"])
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_the_id_path_adds_exactly_the_id_dot_product_and_nothing_for_unknown_ids() -> None:
+    torch.manual_seed(0)
+    model = IntTower(tiny_fields(), tiny_params(id_dim=3)).eval()
+    batch = random_batch(tiny_fields(), 8, torch.Generator().manual_seed(1))
+    batch["user_id"][:2] = 1  # unknown users: no id term
+    batch["item_id"][2] = 0  # padding: no id term either
+    with torch.no_grad():
+        model.user_ids.weight.normal_()
+        model.item_ids.weight.normal_()
+        with_ids = model(batch).logits
+        user, item = batch["user_id"], batch["item_id"]
+        dot = (model.user_ids(user) * model.item_ids(item)).sum(1) * model.log_scale.exp()
+        model.user_ids.weight.zero_()
+        without = model(batch).logits
+    known = (user > 1) & (item > 1)
+    assert torch.allclose(with_ids - without, torch.where(known, dot, 0.0), atol=1e-4)
+    # the vectors only widen: what the item cache and the ONNX scorer hold
+    assert model.user_tower(batch).vectors.shape[-1] == model.head_dim + 3
+    assert model.item_tower(batch).vectors.shape[-1] == model.head_dim + 3
+
+
+def test_the_id_path_scores_cached_items_as_the_forward_pass_does() -> None:
+    torch.manual_seed(0)
+    model = IntTower(tiny_fields(), tiny_params(id_dim=3)).eval()
+    batch = random_batch(tiny_fields(), 5, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        model.user_ids.weight.normal_()
+        model.item_ids.weight.normal_()
+        forward = model(batch).logits
+        user, item = model.user_tower(batch), model.item_tower(batch)
+        every = model.score_all(user.vectors, item.vectors) + user.bias[:, None] + item.bias
+    assert torch.allclose(every.diagonal(), forward, atol=1e-5)

@@ -334,3 +334,18 @@ def test_without_validation_rows_the_last_epoch_is_kept(tmp_path: Path) -> None:
     assert summary["epochs_run"] == summary["best_epoch"] == 3
     assert summary["valid_auc"] is None
     assert all(row["valid_auc"] is None for row in _card(paths)["history"])
+
+
+def test_the_id_path_learns_at_its_own_rate_and_everything_else_at_lr() -> None:
+    from tests.models import tiny_fields
+    from tests.models import tiny_params as tiny_model
+
+    params = Params.model_validate({"train": {"lr": 1e-3, "id_lr": 5e-2}})
+    model = build_model(tiny_fields(), tiny_model(id_dim=4))
+    others, ids = train_module.build_optimizer(model, params).param_groups
+    assert ids["lr"] == 5e-2 and others["lr"] == 1e-3
+    assert {id(p) for p in ids["params"]} == {id(model.user_ids.weight), id(model.item_ids.weight)}
+    assert len(others["params"]) + 2 == len(list(model.parameters()))
+    # without an id path: one group, as before
+    plain = build_model(tiny_fields(), tiny_model())
+    assert len(train_module.build_optimizer(plain, params).param_groups) == 1

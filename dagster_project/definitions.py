@@ -22,6 +22,7 @@ from dagster_project.resources import (
     run_context,
 )
 from dagster_project.retraining import retraining_definitions
+from dagster_project.tuning import tuning_definitions
 from dagster_project.versioning import versioning_definitions
 from inttower.config import load_params
 
@@ -51,6 +52,7 @@ def build_definitions(
         versioning_definitions(params),
         automation_definitions(params),
         backtest_definitions(),
+        tuning_definitions(),
         shared,
     )
 

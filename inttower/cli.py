@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     common(backtest)
     backtest.add_argument("--windows", type=int, default=6, help="number of windows (default 6)")
     backtest.add_argument("--every", default="7d", help="window length: 7d, 1w, 12h (default 7d)")
+    tune = commands.add_parser(
+        "tune",
+        help="Optuna search over the space in tune.yaml, each trial scored on valid; prints the "
+        "best params as a params.yaml patch",
+    )
+    common(tune)
+    tune.add_argument("--space", default="tune.yaml", help="the search space (default tune.yaml)")
+    tune.add_argument("--trials", type=int, help="how many trials now (default: the space's)")
     score = commands.add_parser(
         "score",
         help="top-k items for one user from the serving bundle (ONNX Runtime): calibrated "
@@ -184,6 +192,24 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from inttower.tuning import load_space, tune
+
+    params = load_params(args.params, _overrides(args.set))
+    space = load_space(args.space, params)
+    if args.trials is not None and args.trials < 1:
+        raise InttowerError(f"--trials {args.trials}: expected at least 1")
+    paths = _paths(args)
+    with run_lock(paths.data):
+        report = tune(params, paths, space, args.trials)
+    best = report["best"]
+    print(f"best trial {best['trial']}: valid AUC {best['valid_auc']:.4f} "
+          f"({len(report['trials'])} trials in {report['study']})")  # fmt: skip
+    print("params.yaml patch:\n" + report["patch"].rstrip())
+    print(f"as a DVC experiment: {report['dvc']}")
+    return 0
+
+
 def _score(args: argparse.Namespace) -> int:
     from inttower.serving.scorer import Scorer
 
@@ -259,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backtest(args)
         if args.command == "score":
             return _score(args)
+        if args.command == "tune":
+            return _tune(args)
         names = stage_names()
         chosen = (
             names[names.index(args.first) : names.index(args.last) + 1]

@@ -53,19 +53,21 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     launcher: Callable[..., dict[str, Any]] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any] | None:
     """Train `model.name` early-stopped on validation AUC: best weights + model card, a checkpoint
     per epoch, train_history.json. `resume` continues a matching checkpoint to the same result.
     With more than one process (`train.nproc`, `train.nnodes`) it launches torchrun and returns
     rank 0's summary (`launcher`: how, default a subprocess; Dagster launches through Pipes);
     inside a torchrun worker it is one rank (inttower/training/distributed.py), and only rank 0
-    returns a summary (the others None)."""
+    returns a summary (the others None). `on_epoch(epoch, valid_auc)` hears each epoch's
+    validation (one process only): a tuner reports it and may stop the run by raising."""
     if distributed.world_size(params) > 1 and not distributed.in_worker():
         return (launcher or distributed.launch)(params, paths, resume)
     device = select_device(params.train.device)
     rank = distributed.join(device.type) if distributed.in_worker() else None
     try:
-        return _train(params, paths, resume, progress, device, rank)
+        return _train(params, paths, resume, progress, device, rank, on_epoch)
     finally:
         if rank is not None:
             distributed.leave()
@@ -78,6 +80,7 @@ def _train(
     progress: bool,
     device: torch.device,
     rank: distributed.Rank | None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any] | None:
     if rank is not None and device.type == "cuda":
         device = torch.device("cuda", rank.local_rank)
@@ -169,6 +172,8 @@ def _train(
                 epoch, params.train.epochs, mean_loss, valid_auc, valid_logloss, seconds,
                 " best" if improved else "",
             )  # fmt: skip
+            if on_epoch is not None:
+                on_epoch(epoch, valid_auc)
             if _stopped_early(state, params):
                 logger.info(
                     "early stop: no validation-AUC gain for %d epochs; keeping epoch %d",

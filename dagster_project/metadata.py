@@ -314,6 +314,19 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "baselines": dg.MetadataValue.md(md_table(baselines)),
         # the collaborative baseline and the ceiling, on warm and cold users apart
         "warm_cold": dg.MetadataValue.md(md_table(_warm_cold_rows(summary))),
+        # what is served: full-catalogue top-K on test users, beside popularity and the MF
+        **(
+            {
+                "ranking": dg.MetadataValue.md(
+                    md_table([{"ranker": name, **block} for name, block in ranked.items()])
+                ),
+                "ranking_chart": png_md(paths["plots.ranking"], "NDCG@K on test users"),
+                "model_ndcg_at_10": headline(ranked["model"].get("ndcg@10")),
+                "popularity_ndcg_at_10": headline(ranked["popularity"].get("ndcg@10")),
+            }
+            if (ranked := summary.get("ranking"))
+            else {}
+        ),
         "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
         "training_curve": png_md(paths["plots.training_curve"], "training curve"),
         "roc": png_md(paths["plots.roc"], "test ROC"),

@@ -120,7 +120,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     # the backtest's chart, which no stage writes.
     *(
         Artifact(f"plots.{name}", f"plots/{name}.png", "png", "evaluate", "reports", "plot")
-        for name in ("training_curve", "roc", "reliability", "cold_warm")
+        for name in ("training_curve", "roc", "reliability", "cold_warm", "ranking")
     ),
     Artifact("curves.roc", "plots/roc.csv", "csv", "evaluate", "reports", "report"),
     Artifact("curves.calibration", "plots/calibration.csv", "csv", "evaluate", "reports", "report"),

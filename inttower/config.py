@@ -195,6 +195,15 @@ class TrainParams(_Strict):
 
 class EvaluateParams(_Strict):
     calibration_bins: int = Field(10, ge=2)
+    # full-catalogue top-K metrics (inttower/evaluation/ranking.py): Recall@K and NDCG@K each
+    ranking_k: list[int] = Field([10, 20], min_length=1)
+
+    @field_validator("ranking_k")
+    @classmethod
+    def _positive_ks(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks) or len(set(ks)) != len(ks):
+            raise ValueError(f"expected distinct positive integers, got {ks}")
+        return ks
 
 
 class ScheduleParams(_Strict):

@@ -181,9 +181,23 @@ STAGE_LIST: tuple[Stage, ...] = (
         name="evaluate",
         noun="model_evaluation",
         run=stages.evaluate,
-        description="test AUC, logloss, GAUC, calibration; cold/warm users; no-model baselines",
+        description="test AUC, logloss, GAUC, calibration; cold/warm users; baselines (no model, "
+        "features alone, ids alone); full-catalogue top-K beside popularity",
         group="modeling",
-        reads=("model", "encoded", "features.events", "ingested.oracle"),
+        # the ranking metrics also read the catalogue, the users' and items' tables, the
+        # encoders and every rating (items rated before a period are no candidates)
+        reads=(
+            "model",
+            "encoded",
+            "features.events",
+            "ingested.oracle",
+            "split.events",
+            "features.users",
+            "features.items",
+            "encoders",
+            "validated.items",
+            "validated.interactions",
+        ),
         # the model is rebuilt from its params, on the configured device, and scored in fp32
         # whatever train.precision trained it; `label` turns the oracle's ratings into labels
         params=(

@@ -173,3 +173,20 @@ def write_cold_warm_png(metrics: dict[str, Any], target: Path) -> Path:
         axes.set(ylim=(0.5, 1.0), ylabel="test score", title="Cold and warm users")
         axes.legend(frameon=False, loc="upper right")
     return Path(target)
+
+
+def write_ranking_png(curves: dict[str, list[float]], target: Path) -> Path:
+    """NDCG@K for K = 1 … 20 over the whole catalogue: the model, popularity and the ids-only
+    MF on the same test users (an empty chart says the model has no item side to rank with)."""
+    labels = {
+        "model": "the model (what is served)",
+        "popularity": "popularity",
+        "ids_mf": "ids-only MF",
+    }
+    with png_figure(target, size=(6, 4)) as axes:
+        for name, values in curves.items():
+            axes.plot(range(1, len(values) + 1), values, marker=".", label=labels.get(name, name))
+        axes.set(xlabel="K", ylabel="NDCG@K", title="Full-catalogue top-K on test users")
+        if curves:
+            axes.legend(frameon=False)
+    return Path(target)

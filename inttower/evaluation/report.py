@@ -20,17 +20,19 @@ from inttower.errors import StageInputError
 from inttower.evaluation.plots import (
     write_calibration_csv,
     write_cold_warm_png,
+    write_ranking_png,
     write_reliability_png,
     write_roc_csv,
     write_roc_png,
     write_training_curve_png,
 )
+from inttower.evaluation.ranking import ranking_metrics
 from inttower.features.encoded import LABEL, EncodedSplit, load_fields, load_split, split_path
 from inttower.features.features import dense_columns
 from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
 from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.model_card import check_model_lineage
-from inttower.models.mf import IdsSplit, fit_ids_mf
+from inttower.models.mf import BiasedMF, IdsSplit, fit_ids_mf
 from inttower.models.registry import build_model
 from inttower.paths import Paths
 from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
@@ -50,9 +52,11 @@ BASELINE_NAMES = {
 }
 
 
-def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
+def evaluate_model(params: Params, paths: Paths, ranking: bool = True) -> dict[str, Any]:
     """Score the trained model on valid/test (+ cold/warm users) beside no-model baselines; refuses
-    a model whose card names other data or model params, so metrics describe current inputs."""
+    a model whose card names other data or model params, so metrics describe current inputs.
+    `ranking`: also the full-catalogue top-K (needs the catalogue and features tables; the stage
+    always asks for it, unit tests on bare encoded tensors do not)."""
     check_model_lineage(params, paths)
     device = select_device(params.train.device)
     with reproducible(params, device):  # the kernels training validated with: same numbers
@@ -77,11 +81,18 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
 
     baseline_labels, baseline_probabilities = baseline_scores(paths)
     baselines = baseline_metrics(baseline_labels, baseline_probabilities)
-    mf_probability = ids_mf_probabilities(params, paths, valid, test)
+    mf, mf_probability = ids_mf_probabilities(params, paths, valid, test)
     baselines["ids_mf"] = _scored(test_labels, mf_probability)
     oracle, oracle_warm, oracle_cold = oracle_metrics(params, paths)
+    model.to("cpu")  # the item cache and the bundle are built on the CPU
+    ranked = {
+        split: ranking_metrics(params, paths, model, mf, split) if ranking else None
+        for split in ("test", "valid")
+    }
     metrics: dict[str, Any] = {
         "test": binary_metrics(test_labels, test_prob, test_users, bins),
+        # what is served: full-catalogue top-K, beside popularity and the ids-only MF
+        "ranking": ranked["test"].metrics if ranked["test"] else None,
         "valid": binary_metrics(valid.labels, valid_prob, valid.tensors[GROUP_KEY], bins),
         "baselines": baselines,
         "test_cold": {
@@ -95,6 +106,12 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
         "uncalibrated": {
             "test": binary_metrics(test_labels, raw_test_prob, test_users, bins),
             "valid": binary_metrics(valid.labels, raw_valid_prob, valid.tensors[GROUP_KEY], bins),
+        },
+        "ranking_valid": ranked["valid"].metrics if ranked["valid"] else None,
+        "ranking_users": {
+            split: {"users": result.users, "catalogue": result.catalogue}
+            for split, result in ranked.items()
+            if result is not None
         },
         "calibration": calibration.to_json(),
         "oracle": oracle,
@@ -119,6 +136,7 @@ def evaluate_model(params: Params, paths: Paths) -> dict[str, Any]:
     )
     write_roc_png(curves, paths["plots.roc"])
     write_cold_warm_png(metrics, paths["plots.cold_warm"])
+    write_ranking_png(ranked["test"].ndcg_curve if ranked["test"] else {}, paths["plots.ranking"])
     write_training_curve_png(
         read_json(paths["model.card"])["history"], paths["plots.training_curve"]
     )
@@ -153,9 +171,9 @@ def _scored(labels: np.ndarray, probability: np.ndarray) -> Scores:
 
 def ids_mf_probabilities(
     params: Params, paths: Paths, valid: EncodedSplit, test: EncodedSplit
-) -> np.ndarray:
-    """The ids-only MF (inttower.models.mf), fit on train and early-stopped on valid, scored on
-    the test rows in their encoded order."""
+) -> tuple[BiasedMF, np.ndarray]:
+    """The ids-only MF (inttower.models.mf), fit on train and early-stopped on valid, and its
+    probabilities on the test rows in their encoded order."""
     with safe_open(str(split_path(paths["encoded"], "train")), framework="pt") as handle:
         train = IdsSplit(*(handle.get_tensor(name) for name in ("user_id", "item_id", LABEL)))
     sizes = {field.name: field.vocab_size for field in valid.fields}
@@ -165,7 +183,7 @@ def ids_mf_probabilities(
 
     model = fit_ids_mf(train, ids(valid), sizes["user_id"], sizes["item_id"], params.seed)
     logits = model.logits(test.tensors["user_id"], test.tensors["item_id"])
-    return 1.0 / (1.0 + np.exp(-logits))
+    return model, 1.0 / (1.0 + np.exp(-logits))
 
 
 def oracle_metrics(

@@ -60,6 +60,18 @@ class BiasedMF(nn.Module):
         return self.bias + user_bias.squeeze(1) + item_bias.squeeze(1) + dot
 
     @torch.no_grad()
+    def score_all(self, users: Tensor, items: Tensor) -> Tensor:
+        """Logits of every user against every item: (U,), (N,) ids -> (U, N)."""
+        self.eval()
+        known_user = (users > UNKNOWN).unsqueeze(1).float()
+        known_item = (items > UNKNOWN).unsqueeze(1).float()
+        user_vectors = self.users(users) * known_user
+        item_vectors = self.items(items) * known_item
+        user_bias = self.user_bias(users) * known_user  # (U, 1)
+        item_bias = (self.item_bias(items) * known_item).squeeze(1)  # (N,)
+        return self.bias + user_bias + item_bias.unsqueeze(0) + user_vectors @ item_vectors.T
+
+    @torch.no_grad()
     def logits(self, users: Tensor, items: Tensor, batch_size: int = 65_536) -> np.ndarray:
         self.eval()
         parts = [

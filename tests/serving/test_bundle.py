@@ -184,3 +184,38 @@ def test_a_changed_bundle_file_is_refused_by_name(project: Paths, tmp_path: Path
 def test_a_single_tower_model_cannot_be_exported(project: Paths) -> None:
     with pytest.raises(ConfigError, match=r"model\.name"):
         run_stage(STAGES["export"], _params(**{"model.name": "dnn"}), project, "test")
+
+
+def test_every_evaluation_ranks_the_whole_catalogue_beside_popularity_and_the_mf(
+    project: Paths,
+) -> None:
+    metrics = json.loads(project["metrics"].read_text())
+    keys = {"recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"}
+    for block in ("ranking", "ranking_valid"):
+        assert set(metrics[block]) == {"model", "popularity", "ids_mf"}, block
+        for ranker, values in metrics[block].items():
+            assert set(values) == keys, (block, ranker)
+            assert all(0.0 <= value <= 1.0 for value in values.values())
+    assert metrics["ranking_users"]["test"]["catalogue"] == 1682  # every ml-100k item
+    assert list(metrics)[:2] == ["test", "ranking"]  # dvc exp show: after test AUC and logloss
+    assert project["plots.ranking"].exists()
+
+
+def test_the_ranking_metrics_score_users_as_the_served_bundle_does(
+    project: Paths, scorer: Scorer
+) -> None:
+    """Evaluation's full-catalogue ranking runs the ONNX scorer's computation: on a sample of
+    users its logits over the whole catalogue equal what `inttower score` computes."""
+    from inttower.evaluation.ranking import _served_logits
+
+    model, latest = _model(project), _latest(project)
+    rows = np.array([0, 7, 19, 42, 101])
+    users = {k: v[rows] for k, v in latest.users.items() if k != USER_KEY}
+    items = {k: v for k, v in latest.items.items() if k != ITEM_KEY}
+    ranked = _served_logits(ItemCache.build(model, items), users).numpy()
+    served = scorer.logits({k: v.numpy() for k, v in users.items()})
+    assert ranked.shape == served.shape == (5, len(scorer))
+    assert np.abs(ranked - served).max() < 1e-4
+    assert (
+        np.argsort(-ranked, axis=1)[:, :10] == np.argsort(-served, axis=1)[:, :10]
+    ).mean() > 0.99

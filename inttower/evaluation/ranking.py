@@ -39,6 +39,7 @@ log = logging.getLogger("inttower.evaluation.ranking")
 
 RANKERS = ("model", "popularity", "ids_mf")
 USERS_PER_BATCH = 512
+Variant = Callable[[dict[str, torch.Tensor]], torch.Tensor]  # a batch's base scores -> scores
 SCORED_USERS = 4  # users per one-piece MaxSim (what the ONNX scorer runs per request)
 SIMILARITY_FLOATS = 1 << 25  # 128 MiB: the largest similarity block, whatever the catalogue
 CURVE_K = 20  # NDCG@K for K = 1 … this, for the chart
@@ -61,9 +62,11 @@ def ranking_metrics(
     model: torch.nn.Module,
     mf: BiasedMF | None,
     split: str,
+    variants: dict[str, Variant] | None = None,
 ) -> RankingResult | None:
     """Top-K metrics of the model, popularity and the ids-only MF on `split`'s users; None when
-    the model has no item side (single-tower) or the period has no positive event."""
+    the model has no item side (single-tower) or the period has no positive event. `variants`:
+    more rankers built from those three's scores of a batch (benchmarks/served_topk.py)."""
     if not isinstance(model, TwoTowerModel):
         return None
     started = time.perf_counter()
@@ -116,12 +119,15 @@ def ranking_metrics(
         user_codes, item_codes = latest.users["user_id"].view(-1), latest.items["item_id"].view(-1)
         scorers["ids_mf"] = lambda batch: mf.score_all(user_codes[batch], item_codes)
     k_max = max(CURVE_K, *params.evaluate.ranking_k)
-    tops: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
+    variants = variants or {}
+    tops: dict[str, list[np.ndarray]] = {name: [] for name in [*scorers, *variants]}
     for start_row in range(0, users.size, USERS_PER_BATCH):
         batch = users[start_row : start_row + USERS_PER_BATCH]
         mask = _seen_mask(batch, offsets, seen_rows, item_ids.size)
-        for name, scorer in scorers.items():
-            scores = scorer(batch).masked_fill(mask, float("-inf"))
+        base = {name: scorer(batch) for name, scorer in scorers.items()}
+        ranked = {**base, **{name: variant(base) for name, variant in variants.items()}}
+        for name, raw in ranked.items():
+            scores = raw.masked_fill(mask, float("-inf"))
             # ties broken by catalogue row (stable sort): deterministic, and the same for all
             order = torch.sort(scores, dim=1, descending=True, stable=True).indices
             tops[name].append(order[:, : min(k_max, item_ids.size)].numpy())

@@ -1,0 +1,123 @@
+"""Which served ranking beats popularity? Full-catalogue NDCG@10 and Recall@20 of the model,
+popularity, the ids-only MF and served variants built from them, chosen on valid, reported on
+test, over seeds.
+
+Variants: `blend β` ranks by the model's logit + β·log(1 + positives of the item before the
+period) (a popularity prior in the served score); `rerank N` takes popularity's top N unseen items
+as the candidates (a retrieval stage) and orders them by the model, as IntTower pre-ranking is
+meant to be used. Each run trains the model (params.yaml defaults plus --set) and evaluates it
+through the same path as `reports/metrics.json`'s ranking block. Usage:
+    MOVIELENS_MIRROR=/path python benchmarks/served_topk.py --seeds 0,1,2,3,4
+    python benchmarks/served_topk.py --set data.dataset=synthetic --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", "encode"]
+BETAS = (0.25, 0.5, 1.0, 2.0)
+CANDIDATES = (20, 50, 100, 200)
+
+
+def variants() -> dict[str, Any]:
+    def blend(beta: float) -> Any:
+        return lambda base: base["model"] + beta * torch.log1p(base["popularity"])
+
+    def rerank(n: int) -> Any:
+        def score(base: dict[str, torch.Tensor]) -> torch.Tensor:
+            popular = torch.topk(base["popularity"], n, dim=1).indices
+            out = torch.full_like(base["model"], float("-inf"))
+            # candidates keep the model's order, above every other item
+            return out.scatter(1, popular, base["model"].gather(1, popular) + 1e6)
+
+        return score
+
+    return {
+        **{f"blend {beta}": blend(beta) for beta in BETAS},
+        **{f"rerank {n}": rerank(n) for n in CANDIDATES},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from inttower.config import load_params
+    from inttower.evaluation.ranking import ranking_metrics
+    from inttower.evaluation.report import ids_mf_probabilities
+    from inttower.features.encoded import load_fields, load_split
+    from inttower.io import load_tensors
+    from inttower.models.registry import build_model
+    from inttower.paths import Paths
+    from inttower.pipeline import STAGES
+
+    extra = parse_overrides(args.set)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="inttower-topk-") as scratch:
+        paths = Paths(data=Path(scratch), reports=Path(scratch) / "reports")
+        for stage in DATA_STAGES:
+            STAGES[stage].run(load_params(ROOT / "params.yaml", extra), paths)
+        for seed in [int(seed) for seed in args.seeds.split(",")]:
+            params = load_params(ROOT / "params.yaml", {**extra, "seed": seed})
+            STAGES["train"].run(params, paths)
+            model = build_model(load_fields(paths["encoded"]), params.model)
+            model.load_state_dict(load_tensors(paths["model.weights"]))
+            valid = load_split(paths["encoded"], "valid")
+            test = load_split(paths["encoded"], "test")
+            mf, _ = ids_mf_probabilities(params, paths, valid, test)
+            row: dict[str, Any] = {"seed": seed}
+            for split in ("valid", "test"):
+                result = ranking_metrics(params, paths, model, mf, split, variants())
+                row[split] = result.metrics if result else None
+            runs.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1))
+    print(_table(runs))
+
+
+def _table(runs: list[dict[str, Any]]) -> str:
+    names = list(runs[0]["test"])
+    # the served choice is made on valid: the variant with the best mean valid NDCG@10
+    chosen = max(
+        (name for name in names if name not in ("popularity", "ids_mf")),
+        key=lambda name: statistics.fmean(run["valid"][name]["ndcg@10"] for run in runs),
+    )
+    lines = [
+        f"seeds {','.join(str(run['seed']) for run in runs)}; chosen on valid NDCG@10: {chosen}",
+        "",
+        "| ranker | valid NDCG@10 | test Recall@10 | test NDCG@10 | test Recall@20 "
+        "| test NDCG@20 | test coverage@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        cells = [_cell([run["valid"][name]["ndcg@10"] for run in runs])]
+        for key in ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"):
+            cells.append(_cell([run["test"][name][key] for run in runs]))
+        lines.append(
+            f"| {name}{' (chosen)' if name == chosen else ''} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def _cell(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.4f} ± {spread:.4f}"
+
+
+if __name__ == "__main__":
+    main()

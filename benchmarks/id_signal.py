@@ -27,11 +27,11 @@ from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", "encode"]
 CONFIGS: dict[str, dict[str, Any]] = {
-    "base": {},
-    "ids": {"model.id_dim": 32},
+    "base": {"model.id_dim": 0, "train.id_lr": None},  # the id path off
+    "ids": {"model.id_dim": 32, "train.id_lr": None},  # one learning rate for everything
     "ids_lr": {"model.id_dim": 32, "train.id_lr": 1e-2},
     "ids_lr_nodrop": {"model.id_dim": 32, "train.id_lr": 1e-2, "model.id_dropout": 0.0},
-    "nodrop": {"model.id_dropout": 0.0},
+    "nodrop": {"model.id_dim": 0, "train.id_lr": None, "model.id_dropout": 0.0},
 }
 
 

@@ -139,16 +139,20 @@ def backtest_window(
     every: str,
     timeline: _Timeline | None = None,
     label: str = "window",
+    frozen_files: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """One window [cut, cut + seconds): the model retrained as of `cut`, the one frozen as of
     `frozen_cut` and the no-model baseline, scored on the window's events. Each cutoff's run is
-    reused when complete, so a Dagster backfill of single windows costs what the CLI's range does."""
+    reused when complete, so a Dagster backfill of single windows costs what the CLI's range does.
+    `frozen_files`: the frozen model's bundle when the caller already completed its run."""
     timeline = timeline or _Timeline.read(_full_timeline(params, paths))
     everything = [stage.name for stage in STAGE_LIST]
-    files = {}
+    files = {} if frozen_files is None else {frozen_cut: frozen_files}
     for at in dict.fromkeys((frozen_cut, cut)):  # the frozen model first: it is reused most
+        if at in files:
+            continue
         as_of = _instant(at)
-        run_paths = Paths.for_data(paths.data / BACKTEST_WORK / f"as_of={as_of.replace(':', '')}")
+        run_paths = _run_paths(paths, at)
         _complete_run(_at(params, as_of), run_paths, everything, f"{label} as of {as_of}")
         files[at] = bundle_sources(run_paths)
     as_of = _instant(cut)
@@ -156,8 +160,7 @@ def backtest_window(
     window = events.filter((pl.col("timestamp") >= cut) & (pl.col("timestamp") < cut + seconds))
     if window.is_empty():
         raise InttowerError(f"{label} [{as_of}, +{every}): no events to test on")
-    run_paths = Paths.for_data(paths.data / BACKTEST_WORK / f"as_of={as_of.replace(':', '')}")
-    train = read_parquet(run_paths["split.events"]).filter(pl.col("split") == "train")
+    train = read_parquet(_run_paths(paths, cut)["split.events"]).filter(pl.col("split") == "train")
     train_users = train["user_id"].unique()
     labels = window["label"].to_numpy().astype(np.float64)
     # the no-model baseline: the point-in-time user + item rate logits (AUC ignores the prior
@@ -196,9 +199,11 @@ def backtest_at(
     full = full or _full_timeline(params, paths)
     timeline = _Timeline.read(full)
     rows: list[dict[str, Any]] = []
+    frozen: dict[str, Path] | None = None
     for index, cut in enumerate(cuts, start=1):
         rows.append(backtest_window(params, paths, cut, cuts[0], seconds, every, timeline,
-                                    f"window {index}/{len(cuts)}"))  # fmt: skip
+                                    f"window {index}/{len(cuts)}", frozen))  # fmt: skip
+        frozen = frozen or bundle_sources(_run_paths(paths, cuts[0]))
     report = {
         "dataset": params.data.dataset,
         "model": params.model.name,
@@ -214,6 +219,12 @@ def backtest_at(
     write_json(report, paths.reports / BACKTEST)
     write_chart(report, paths.reports / BACKTEST_CHART)
     return report
+
+
+def _run_paths(paths: Paths, cut: int) -> Paths:
+    """The folder of the pipeline run as of `cut` (one per cutoff, reused when complete)."""
+    as_of = _instant(cut)
+    return Paths.for_data(paths.data / BACKTEST_WORK / f"as_of={as_of.replace(':', '')}")
 
 
 def _index(name: str) -> int:

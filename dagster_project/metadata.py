@@ -68,7 +68,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return str(round(value, DIGITS))
+        return str(_four(value))
     text = str(value)
     if isinstance(value, list | tuple) and len(text) > 40:
         text = text[:37] + "…"
@@ -81,16 +81,23 @@ def four_decimals(value: Any) -> Any:
     if isinstance(value, dg.JsonMetadataValue):  # before tuple: metadata values are records
         return dg.MetadataValue.json(four_decimals(value.data))
     if isinstance(value, dg.FloatMetadataValue) and value.value is not None:
-        return dg.MetadataValue.float(round(value.value, DIGITS))
+        return dg.MetadataValue.float(_four(value.value))
     if isinstance(value, dg.MetadataValue):
         return value
     if isinstance(value, float):
-        return round(value, DIGITS)
+        return _four(value)
     if isinstance(value, Mapping):
         return {key: four_decimals(item) for key, item in value.items()}
     if type(value) in (list, tuple):  # not records (TableSchema …), which are tuples too
         return [four_decimals(item) for item in value]
     return value
+
+
+def _four(value: float) -> float:
+    """Four decimals; a value too small for them (a weight decay of 1e-6) keeps four digits."""
+    if value != 0 and abs(value) < 10**-DIGITS:
+        return float(f"{value:.{DIGITS}g}")
+    return round(value, DIGITS)
 
 
 def headline(value: Any) -> Any:

@@ -288,3 +288,36 @@ def test_run_config_overrides_apply_and_are_recorded(
     splits = read_json(tmp_path / "reports/split.json")["splits"]
     total = sum(block["events"] for block in splits.values())
     assert abs(splits["train"]["events"] / total - 0.7) < 0.01
+
+
+def _long_floats(value: object, where: str) -> list[str]:
+    """Every float with more than four decimals in a metadata value, JSON nested included."""
+    if isinstance(value, float):
+        small = value != 0 and abs(value) < 1e-4  # 1e-6 stays 1e-6, with four digits
+        short = value == (float(f"{value:.4g}") if small else round(value, 4))
+        return [] if short else [f"{where}={value!r}"]
+    if isinstance(value, dict):
+        return [hit for key, item in value.items() for hit in _long_floats(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [
+            hit
+            for index, item in enumerate(value)
+            for hit in _long_floats(item, f"{where}[{index}]")
+        ]
+    return []
+
+
+@pytest.mark.slow
+def test_every_float_in_every_assets_and_checks_metadata_has_four_decimals(
+    retrain: Retrain,
+) -> None:
+    """Not a list of keys: every materialization and check evaluation the retrain recorded."""
+    long = []
+    for event in retrain.result.all_events:
+        data = event.event_specific_data
+        metadata = getattr(getattr(data, "materialization", None), "metadata", None)
+        metadata = metadata or getattr(data, "metadata", None) or {}
+        for key, value in metadata.items():
+            # JSON values are checked inside; markdown tables round their cells when written
+            long += _long_floats(getattr(value, "value", value), f"{event.step_key}:{key}")
+    assert long == [], long[:10]

@@ -45,8 +45,17 @@ def test_edges_follow_the_data() -> None:
     assert STAGES["ingest"].upstream == ("source",)
     assert STAGES["split"].upstream == ("validate",)
     assert STAGES["encode"].upstream == ("features", "encoders")
-    # ingest too: the synthetic oracle (never a feature) goes straight to evaluation
-    assert set(STAGES["evaluate"].upstream) == {"ingest", "features", "encode", "train"}
+    # ingest too: the synthetic oracle (never a feature) goes straight to evaluation; and the
+    # full-catalogue ranking reads every rating, the catalogue, the split events and encoders
+    assert set(STAGES["evaluate"].upstream) == {
+        "ingest",
+        "validate",
+        "split",
+        "features",
+        "encoders",
+        "encode",
+        "train",
+    }
     # a DAG in registry order: every upstream stage comes earlier
     order = [stage.name for stage in STAGE_LIST]
     for stage in STAGE_LIST:

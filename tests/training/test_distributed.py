@@ -24,7 +24,8 @@ from tests.helpers import ROOT, SMALL_TOWERS
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = ("source", "ingest", "validate", "split", "features", "encoders", "encode")
-SMALL = {**SMALL_TOWERS, "train.epochs": 3, "train.patience": 3}
+# patience above the epochs: the kill-and-resume test needs every epoch to run, not an early stop
+SMALL = {**SMALL_TOWERS, "train.epochs": 3, "train.patience": 10}
 
 
 def _cli(data: Path, *args: str) -> subprocess.Popen[str]:

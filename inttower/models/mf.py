@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inttower.features.encoders import UNKNOWN
 from inttower.metrics import auc
+from inttower.models.layers import known_rows
 
 log = logging.getLogger("inttower.models.mf")
 
@@ -50,26 +50,25 @@ class BiasedMF(nn.Module):
             nn.init.zeros_(table.weight)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
-        known_user = (users > UNKNOWN).unsqueeze(1).float()
-        known_item = (items > UNKNOWN).unsqueeze(1).float()
-        user_vector = self.users(users) * known_user
-        item_vector = self.items(items) * known_item
-        user_bias = self.user_bias(users) * known_user
-        item_bias = self.item_bias(items) * known_item
-        dot = (user_vector * item_vector).sum(1)
-        return self.bias + user_bias.squeeze(1) + item_bias.squeeze(1) + dot
+        dot = (known_rows(self.users, users) * known_rows(self.items, items)).sum(1)
+        return (
+            self.bias
+            + self._biases(self.user_bias, users)
+            + self._biases(self.item_bias, items)
+            + dot
+        )
 
     @torch.no_grad()
     def score_all(self, users: Tensor, items: Tensor) -> Tensor:
         """Logits of every user against every item: (U,), (N,) ids -> (U, N)."""
         self.eval()
-        known_user = (users > UNKNOWN).unsqueeze(1).float()
-        known_item = (items > UNKNOWN).unsqueeze(1).float()
-        user_vectors = self.users(users) * known_user
-        item_vectors = self.items(items) * known_item
-        user_bias = self.user_bias(users) * known_user  # (U, 1)
-        item_bias = (self.item_bias(items) * known_item).squeeze(1)  # (N,)
-        return self.bias + user_bias + item_bias.unsqueeze(0) + user_vectors @ item_vectors.T
+        dots = known_rows(self.users, users) @ known_rows(self.items, items).T
+        user_bias = self._biases(self.user_bias, users).unsqueeze(1)
+        return self.bias + user_bias + self._biases(self.item_bias, items).unsqueeze(0) + dots
+
+    @staticmethod
+    def _biases(table: nn.Embedding, ids: Tensor) -> Tensor:
+        return known_rows(table, ids).squeeze(1)
 
     @torch.no_grad()
     def logits(self, users: Tensor, items: Tensor, batch_size: int = 65_536) -> np.ndarray:

@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from inttower.config import ModelParams
 from inttower.features.encoded import FieldSpec
-from inttower.features.encoders import UNKNOWN
 from inttower.models.layers import (
     TowerEncoder,
+    known_rows,
     maxsim_all,
     maxsim_block,
     maxsim_candidates,
@@ -164,7 +164,7 @@ class IntTower(TwoTowerModel):
         )
         vectors = heads.view(heads.shape[0], self.n_layers * self.heads, self.head_dim)
         if self.id_dim:
-            ids = _known(self.user_ids, inputs["user_id"]) * math.sqrt(self.head_dim)
+            ids = known_rows(self.user_ids, inputs["user_id"]) * math.sqrt(self.head_dim)
             vectors = torch.cat([vectors, ids.unsqueeze(1).expand(-1, vectors.shape[1], -1)], 2)
         return TowerOutput(
             vectors=vectors,
@@ -177,7 +177,7 @@ class IntTower(TwoTowerModel):
         heads = self.item_heads(layers[-1])
         vectors = heads.view(heads.shape[0], self.heads, self.head_dim)
         if self.id_dim:
-            ids = _known(self.item_ids, inputs["item_id"])
+            ids = known_rows(self.item_ids, inputs["item_id"])
             vectors = torch.cat([vectors, ids.unsqueeze(1).expand(-1, self.heads, -1)], 2)
         return TowerOutput(
             vectors=vectors,
@@ -196,12 +196,6 @@ class IntTower(TwoTowerModel):
 
     def _logit(self, maxsim_sum: Tensor) -> Tensor:
         return maxsim_sum * (self.normaliser * self.log_scale.exp()) + self.bias
-
-
-def _known(table: nn.Embedding, ids: Tensor) -> Tensor:
-    """Embedding rows of known ids; zeros for padding and unknown (0, 1), never trained."""
-    ids = ids.view(-1)
-    return table(ids) * (ids > UNKNOWN).unsqueeze(1).to(table.weight.dtype)
 
 
 def _scalar_head(head: nn.Linear | None, last_layer: Tensor) -> Tensor | None:

@@ -183,7 +183,7 @@ def ids_mf_probabilities(
 
     model = fit_ids_mf(train, ids(valid), sizes["user_id"], sizes["item_id"], params.seed)
     logits = model.logits(test.tensors["user_id"], test.tensors["item_id"])
-    return model, 1.0 / (1.0 + np.exp(-logits))
+    return model, Calibration().probabilities(logits)  # the identity: the plain sigmoid
 
 
 def oracle_metrics(
@@ -244,11 +244,7 @@ def baseline_metrics(
     """The baselines' AUC and logloss on the test rows (`baseline_scores`); the mean ratings
     are a ranking, not a probability: AUC only."""
     baselines: dict[str, dict[str, float | int | None]] = {
-        name: {
-            "auc": finite_or_none(auc(labels, probability)),
-            "logloss": finite_or_none(logloss(labels, probability)),
-            "n": len(labels),
-        }
+        name: _scored(labels, probability)
         for name, probability in scores.items()
         if name != "mean_ratings"
     }

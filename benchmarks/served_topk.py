@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from inttower.config import load_params
-    from inttower.evaluation.ranking import ranking_metrics
+    from inttower.evaluation.ranking import RankingTables, ranking_metrics
     from inttower.evaluation.report import ids_mf_probabilities
     from inttower.features.encoded import load_fields, load_split
     from inttower.io import load_tensors
@@ -80,8 +80,9 @@ def main() -> None:
             test = load_split(paths["encoded"], "test")
             mf, _ = ids_mf_probabilities(params, paths, valid, test)
             row: dict[str, Any] = {"seed": seed}
+            tables = RankingTables.read(paths)
             for split in ("valid", "test"):
-                result = ranking_metrics(params, paths, model, mf, split, variants())
+                result = ranking_metrics(params, tables, model, mf, split, variants())
                 row[split] = result.metrics if result else None
             runs.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)

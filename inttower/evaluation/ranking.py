@@ -56,9 +56,32 @@ class RankingResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class RankingTables:
+    """What every period's ranking reads: read once, shared by test and valid."""
+
+    events: pl.DataFrame  # the labelled, split events
+    users: pl.DataFrame
+    items: pl.DataFrame
+    catalogue: pl.DataFrame  # sorted by item_id
+    interactions: pl.DataFrame  # every rating: items rated before a period are no candidates
+    encoders: Encoders
+
+    @classmethod
+    def read(cls, paths: Paths) -> RankingTables:
+        return cls(
+            events=read_parquet(paths["split.events"]),
+            users=read_parquet(paths["features.users"]),
+            items=read_parquet(paths["features.items"]),
+            catalogue=read_parquet(paths["validated.items"]).sort("item_id"),
+            interactions=read_parquet(paths["validated.interactions"]),
+            encoders=Encoders.load(paths["encoders"]),
+        )
+
+
 def ranking_metrics(
     params: Params,
-    paths: Paths,
+    tables: RankingTables,
     model: torch.nn.Module,
     mf: BiasedMF | None,
     split: str,
@@ -70,7 +93,7 @@ def ranking_metrics(
     if not isinstance(model, TwoTowerModel):
         return None
     started = time.perf_counter()
-    events = read_parquet(paths["split.events"])
+    events = tables.events
     period = events.filter(pl.col("split") == split)
     positives = period.filter(pl.col("label") == 1).select("user_id", "item_id").unique()
     if positives.is_empty():
@@ -78,18 +101,12 @@ def ranking_metrics(
     start = int(period["timestamp"].min())
     before = events.filter(pl.col("timestamp") < start)
     latest = latest_features(
-        before,
-        read_parquet(paths["features.users"]),
-        read_parquet(paths["features.items"]),
-        read_parquet(paths["validated.items"]).sort("item_id"),
-        Encoders.load(paths["encoders"]),
-        params.features,
+        before, tables.users, tables.items, tables.catalogue, tables.encoders, params.features
     )
     user_ids = latest.users[USER_KEY].numpy()
     item_ids = latest.items[ITEM_KEY].numpy()
-    interactions = read_parquet(paths["validated.interactions"])
     offsets, seen_rows = seen_items(
-        interactions.filter(pl.col("timestamp") < start), user_ids, item_ids
+        tables.interactions.filter(pl.col("timestamp") < start), user_ids, item_ids
     )
     rows = {int(user): row for row, user in enumerate(user_ids)}
     item_row = {int(item): row for row, item in enumerate(item_ids)}

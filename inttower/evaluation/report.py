@@ -26,7 +26,7 @@ from inttower.evaluation.plots import (
     write_roc_png,
     write_training_curve_png,
 )
-from inttower.evaluation.ranking import ranking_metrics
+from inttower.evaluation.ranking import RankingTables, ranking_metrics
 from inttower.features.encoded import LABEL, EncodedSplit, load_fields, load_split, split_path
 from inttower.features.features import dense_columns
 from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
@@ -85,8 +85,9 @@ def evaluate_model(params: Params, paths: Paths, ranking: bool = True) -> dict[s
     baselines["ids_mf"] = _scored(test_labels, mf_probability)
     oracle, oracle_warm, oracle_cold = oracle_metrics(params, paths)
     model.to("cpu")  # the item cache and the bundle are built on the CPU
+    tables = RankingTables.read(paths) if ranking else None
     ranked = {
-        split: ranking_metrics(params, paths, model, mf, split) if ranking else None
+        split: ranking_metrics(params, tables, model, mf, split) if tables else None
         for split in ("test", "valid")
     }
     metrics: dict[str, Any] = {

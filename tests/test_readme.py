@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tests.dagster.helpers import SMALL_PARAMS, write_params
+from tests.dagster.test_definitions import _free_port, _graphql, _stop
 from tests.helpers import ROOT
 
 BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
@@ -108,16 +109,6 @@ def _activated_env(target: Path, mirror: Path) -> dict[str, str]:
     return env
 
 
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
-
-
 UI_QUERY = """{ assetNodes { assetKey { path } isMaterializable isPartitioned }
   backtest: assetNodes(assetKeys: [{path: ["backtest"]}]) { partitionKeys } }"""
 
@@ -125,8 +116,6 @@ UI_QUERY = """{ assetNodes { assetKey { path } isMaterializable isPartitioned }
 def _serve_and_ask(command: str, cwd: Path, env: dict[str, str], log: Path) -> dict:
     """Start `dg dev` (on a free port: CI may have 3000 taken), ask what the UI will offer,
     stop it with Ctrl-C as a user would."""
-    from tests.dagster.test_definitions import _free_port, _stop
-
     port = _free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -138,7 +127,7 @@ def _serve_and_ask(command: str, cwd: Path, env: dict[str, str], log: Path) -> d
             while True:
                 assert process.poll() is None, log.read_text()[-3000:]
                 try:
-                    return _graphql(port, UI_QUERY)
+                    return _graphql(port, UI_QUERY)["data"]
                 except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
                     assert time.monotonic() < deadline, "dg dev: no answer within 180 s"
                     time.sleep(1)

@@ -123,7 +123,7 @@ def build_champion_asset(params: Params) -> dg.AssetsDefinition:
         deps=[asset_key(STAGE_LIST[-1].name)],  # the serving bundle travels with the model
         description="Challenger vs champion on the same, freshest test window: the run's model is "
         "promoted only if it passed the blocking checks and is not worse than the champion by more "
-        "than promotion.max_auc_drop / max_logloss_rise",
+        "than promotion.max_auc_drop / max_logloss_rise (/ max_ndcg_drop when set)",
         group_name="versioning",
         kinds={"python"},
         owners=OWNERS,

@@ -1,16 +1,25 @@
 """Post-hoc calibration of logits, fit on the validation split only: Platt scaling σ(a·z + b), or
 temperature scaling σ(z / T) (b = 0). Ranking metrics are unchanged (a > 0 keeps the order);
 logloss and ECE are what it repairs, e.g. the drift of the positive rate between train and test.
+
+`auto` chooses among none, temperature and Platt by cross-fitting on valid: each of its
+contiguous (time-ordered) blocks is scored by a calibration fit on the others, and the method
+with the lowest held-out logloss is fit on the whole split. A calibration that only fits valid's
+own base rate (one that would not carry to the next period) loses there to `none`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-Method = Literal["platt", "temperature", "none"]
+from inttower.metrics import logloss
+
+Method = Literal["none", "temperature", "platt"]  # simplest first: ties go to the simpler
+Request = Method | Literal["auto"]
+CROSS_FIT_BLOCKS = 5
 _STEPS = 100
 _TOLERANCE = 1e-12
 
@@ -23,6 +32,8 @@ class Calibration:
     scale: float = 1.0
     bias: float = 0.0
     fitted_on: int = 0  # validation rows the fit saw
+    # `auto`: each candidate's mean held-out logloss over the cross-fitting blocks
+    held_out_logloss: dict[str, float] = field(default_factory=dict)
 
     @property
     def temperature(self) -> float:
@@ -43,7 +54,40 @@ class Calibration:
         return cls(**raw)
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, method: Method) -> Calibration:
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, method: Request) -> Calibration:
+    """The calibration `method` names, fit on (logits, labels); `auto`: the one cross-fitting
+    chooses (`choose_calibration`)."""
+    if method == "auto":
+        return choose_calibration(logits, labels)
+    return _fit(logits, labels, method)
+
+
+def choose_calibration(
+    logits: np.ndarray, labels: np.ndarray, blocks: int = CROSS_FIT_BLOCKS
+) -> Calibration:
+    """Each method's held-out logloss over `blocks` contiguous blocks of the (time-ordered) rows,
+    each block scored by that method fit on the rest; the best fit on everything. Too few rows
+    for every block to hold both classes: no calibration (nothing can be shown to help)."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    parts = np.array_split(np.arange(len(y)), blocks)
+    if len(y) < 2 * blocks or any(y[part].min() == y[part].max() for part in parts):
+        return Calibration(fitted_on=len(y))
+    held_out: dict[str, float] = {}
+    for method in get_args(Method):
+        losses = []
+        for part in parts:
+            rest = np.ones(len(y), dtype=bool)
+            rest[part] = False
+            fitted = _fit(z[rest], y[rest], method)
+            losses.append(logloss(y[part], fitted.probabilities(z[part])) * len(part))
+        held_out[method] = float(sum(losses) / len(y))
+    best = min(held_out, key=lambda name: held_out[name])  # first (simplest) of equals
+    chosen = _fit(z, y, best)  # type: ignore[arg-type]
+    return Calibration(chosen.method, chosen.scale, chosen.bias, chosen.fitted_on, held_out)
+
+
+def _fit(logits: np.ndarray, labels: np.ndarray, method: Method) -> Calibration:
     """Minimise the validation logloss over (scale, bias) by Newton's method in float64:
     deterministic, a few iterations. Identity when there is nothing to fit (`none`, or a split
     without both classes)."""

@@ -25,6 +25,7 @@ from inttower.config import Params, parse_params
 from inttower.errors import ConfigError, InttowerError
 from inttower.io import append_jsonl, read_json, write_json
 from inttower.paths import Paths, mirror_dir
+from inttower.promotion import NDCG, compare, describe_checks, quality_checks
 
 # What a model is made of: every params section but the schedule, the checks and the promotion
 # rule (they decide about a model; they do not change it).
@@ -125,10 +126,11 @@ def _trained_params(card: dict[str, Any], where: Path) -> Params:
         raise InttowerError(f"{where}: its params no longer load ({exc})") from None
 
 
-def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
+def score_bundle(bundle: Path, params: Params, paths: Paths, top_k: bool = False) -> dict[str, Any]:
     """AUC and logloss of a bundle on the current test events, with its own encoders, weights and
-    calibration. Features are point-in-time, so they are well defined for any model; when the
-    bundle was built with other feature params, its features are computed again with them."""
+    calibration (and with `top_k`, its full-catalogue NDCG@10 on the same window). Features are
+    point-in-time, so they are well defined for any model; when the bundle was built with other
+    feature params, its features are computed again with them."""
     import polars as pl
 
     from inttower.io import read_parquet
@@ -148,7 +150,38 @@ def score_bundle(bundle: Path, params: Params, paths: Paths) -> dict[str, Any]:
         events, _, users, items = compute_features(trained.features, params.split, paths)
     train_users = events.filter(pl.col("split") == "train")["user_id"].unique()
     test = events.filter(pl.col("split") == "test")
-    return score_events(files, test, users, items, train_users)
+    scores = score_events(files, test, users, items, train_users)
+    if top_k:
+        scores[NDCG] = _bundle_ndcg(files, trained, users, items, paths)
+    return scores
+
+
+def _bundle_ndcg(
+    files: dict[str, Path], trained: Params, users: Any, items: Any, paths: Paths
+) -> float | None:
+    """A bundle's full-catalogue NDCG@10 on the test window, through the evaluation's own ranking
+    (None for a single-tower model: it serves no top-K)."""
+    import dataclasses
+
+    import torch
+
+    from inttower.evaluation.ranking import RankingTables, ranking_metrics
+    from inttower.features.encoders import Encoders
+    from inttower.io import load_tensors
+    from inttower.models.registry import build_model
+    from inttower.training.device import reproducible
+
+    fitted = Encoders.load(files["encoders.json"])
+    tables = dataclasses.replace(
+        RankingTables.read(paths), users=users, items=items, encoders=fitted
+    )
+    evaluate = trained.evaluate.model_copy(update={"ranking_k": [10]})
+    at_ten = trained.model_copy(update={"evaluate": evaluate})
+    with reproducible(trained, torch.device("cpu")):
+        model = build_model(fitted.fields(), trained.model)
+        model.load_state_dict(load_tensors(files["model.safetensors"]))
+        result = ranking_metrics(at_ten, tables, model, None, "test")
+    return None if result is None else result.metrics["model"][NDCG]
 
 
 def bundle_params(files: dict[str, Path]) -> Params:
@@ -240,8 +273,6 @@ def decide(
 ) -> dict[str, Any]:
     """After a retrain's stages: the blocking checks, then challenger vs champion on the same
     test window; promotes when both allow it. Writes `reports/promotion.json` either way."""
-    from inttower.promotion import compare, describe_checks, quality_checks
-
     metrics = read_json(paths["metrics"])
     encoded = read_json(paths["encode.summary"])
     checks = quality_checks(metrics, params.checks)
@@ -262,10 +293,13 @@ def decide(
         "test": {"auc": metrics["test"]["auc"], "logloss": metrics["test"]["logloss"]},
         "checks": checks,
     }
+    top_k = params.promotion.max_ndcg_drop is not None
+    if top_k:
+        challenger["test"][NDCG] = ((metrics.get("ranking") or {}).get("model") or {}).get(NDCG)
     champion = champion_record(paths)
     champion_scores = None
     if champion is not None:
-        champion_scores = score_bundle(paths.champion_bundle, params, paths)
+        champion_scores = score_bundle(paths.champion_bundle, params, paths, top_k)
     failed = [check["check"] for check in checks if not check["passed"]]
     if failed:
         promoted = False

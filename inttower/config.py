@@ -179,7 +179,7 @@ class TrainParams(_Strict):
     objective: Literal["bce", "ranknet"] = "bce"
     patience: int = Field(3, ge=1)
     threads: int = Field(0, ge=0)
-    calibration: Literal["platt", "temperature", "none"] = "platt"
+    calibration: Literal["auto", "platt", "temperature", "none"] = "auto"
     # processes per node (torchrun + DistributedDataParallel when the world is > 1); auto = one
     # per visible GPU, one on a CPU
     nproc: int | Literal["auto"] = 1
@@ -243,6 +243,9 @@ class PromotionParams(_Strict):
     # more than these (and it passed every blocking check)
     max_auc_drop: float = Field(0.002, ge=0, le=1)
     max_logloss_rise: float = Field(0.002, ge=0)
+    # ... or its full-catalogue NDCG@10 lower by more than this (null = off: the top-K is only
+    # reported); on, the champion is ranked again on the same window (a few seconds on ml-100k)
+    max_ndcg_drop: float | None = Field(None, ge=0, le=1)
 
 
 class Params(_Strict):
@@ -258,6 +261,15 @@ class Params(_Strict):
     schedule: ScheduleParams = ScheduleParams()
     checks: CheckParams = CheckParams()
     promotion: PromotionParams = PromotionParams()
+
+    @model_validator(mode="after")
+    def _ndcg_rule_needs_k10(self) -> Params:
+        if self.promotion.max_ndcg_drop is not None and 10 not in self.evaluate.ranking_k:
+            raise ConfigError(
+                "promotion.max_ndcg_drop",
+                f"compares NDCG@10, but evaluate.ranking_k {self.evaluate.ranking_k} has no 10",
+            )
+        return self
 
     def section(self, dotted: str) -> Any:
         """The value at a dotted key such as `split.train`, for stage fingerprints."""

@@ -11,6 +11,7 @@ from inttower.config import CheckParams, PromotionParams
 RATE_LOGITS = "user_item_pos_rate_logits"  # the point-in-time no-model baseline
 DENSE_LOGISTIC = "dense_logistic"  # the features-alone logistic regression
 IDS_MF = "ids_mf"  # the ids-only biased matrix factorisation
+NDCG = "ndcg@10"  # the served top-K's quality, held by promotion.max_ndcg_drop
 
 
 def quality_checks(metrics: dict[str, Any], checks: CheckParams) -> list[dict[str, Any]]:
@@ -51,7 +52,8 @@ def describe_checks(results: list[dict[str, Any]]) -> str:
 def compare(
     challenger: dict[str, Any], champion: dict[str, Any] | None, rule: PromotionParams
 ) -> tuple[bool, str]:
-    """(promote?, why) for two `{"auc", "logloss"}` scores on the same events; no champion: yes."""
+    """(promote?, why) for two `{"auc", "logloss"}` scores on the same events (with `ndcg@10`,
+    the full-catalogue top-K, when `rule.max_ndcg_drop` is on); no champion: yes."""
     if champion is None:
         return True, "no champion yet"
     auc_drop = champion["auc"] - challenger["auc"]
@@ -60,6 +62,8 @@ def compare(
         f"AUC {challenger['auc']:.4f} vs {champion['auc']:.4f}, "
         f"logloss {challenger['logloss']:.4f} vs {champion['logloss']:.4f}"
     )
+    if rule.max_ndcg_drop is not None:
+        figures += f", NDCG@10 {_shown(challenger.get(NDCG))} vs {_shown(champion.get(NDCG))}"
     if auc_drop > rule.max_auc_drop:
         return False, f"{figures}: AUC lower by {auc_drop:.4f} > max_auc_drop {rule.max_auc_drop}"
     if logloss_rise > rule.max_logloss_rise:
@@ -67,4 +71,18 @@ def compare(
             f"{figures}: logloss higher by {logloss_rise:.4f} > max_logloss_rise "
             f"{rule.max_logloss_rise}"
         )
-    return True, f"{figures}: within max_auc_drop and max_logloss_rise"
+    if rule.max_ndcg_drop is None:
+        return True, f"{figures}: within max_auc_drop and max_logloss_rise"
+    if challenger.get(NDCG) is None:  # a single-tower model serves no top-K
+        return False, f"{figures}: the challenger has no top-K to hold to max_ndcg_drop"
+    if champion.get(NDCG) is not None:
+        ndcg_drop = champion[NDCG] - challenger[NDCG]
+        if ndcg_drop > rule.max_ndcg_drop:
+            return False, (
+                f"{figures}: NDCG@10 lower by {ndcg_drop:.4f} > max_ndcg_drop {rule.max_ndcg_drop}"
+            )
+    return True, f"{figures}: within max_auc_drop, max_logloss_rise and max_ndcg_drop"
+
+
+def _shown(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4f}"

@@ -55,3 +55,33 @@ def test_nothing_to_fit_is_the_identity() -> None:
 def test_a_calibration_round_trips_through_json() -> None:
     fitted = fit_calibration(*_drawn(scale=0.7, bias=0.2, n=5_000), "platt")
     assert Calibration.from_json(fitted.to_json()) == fitted
+
+
+def test_auto_chooses_the_calibration_that_helps_on_held_out_blocks() -> None:
+    logits, labels = _drawn(scale=0.6, bias=0.8, n=50_000)
+    chosen = fit_calibration(logits, labels, "auto")
+    assert chosen.method == "platt"
+    assert set(chosen.held_out_logloss) == {"none", "temperature", "platt"}
+    assert chosen.held_out_logloss["platt"] < chosen.held_out_logloss["temperature"]
+    assert chosen.held_out_logloss["temperature"] < chosen.held_out_logloss["none"]
+    # fit on the whole split, as a plain Platt fit is
+    assert chosen.scale == fit_calibration(logits, labels, "platt").scale
+    assert Calibration.from_json(chosen.to_json()) == chosen
+
+
+def test_auto_declines_a_shift_that_only_fits_the_split_it_was_fit_on() -> None:
+    # calibrated logits, but the base rate drifts from block to block (time-ordered rows): a
+    # bias fit on the other blocks is wrong for each one, so Platt's shift is not chosen
+    shifts = [1.0, -1.0, 1.0, -1.0, 0.0]
+    blocks = [_drawn(scale=1.0, bias=shift, n=10_000, seed=i) for i, shift in enumerate(shifts)]
+    logits = np.concatenate([z for z, _ in blocks])
+    labels = np.concatenate([y for _, y in blocks])
+    chosen = fit_calibration(logits, labels, "auto")
+    assert chosen.method != "platt" and chosen.bias == 0.0
+    assert chosen.held_out_logloss["none"] < chosen.held_out_logloss["platt"]
+
+
+def test_auto_with_too_few_rows_to_cross_fit_calibrates_nothing() -> None:
+    logits = np.array([0.3, -1.0, 2.0, 0.5, -0.2, 1.0])
+    chosen = fit_calibration(logits, np.array([1.0, 0, 1, 0, 1, 0]), "auto")
+    assert chosen == Calibration(fitted_on=6)

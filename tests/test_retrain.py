@@ -129,10 +129,17 @@ def test_a_retrain_is_a_decision_and_every_one_an_experiment(
     assert served["model_id"] == weights and len(served["items"]) == 3
     assert served["model_id"] != _md5(repo / "data/07_model/model.safetensors")
 
-    # 4. a better one (more epochs, wider towers) is promoted
-    _set_params(repo, {"train.epochs": 4, "model.hidden_units": [64, 32]})
+    # 4. a better one (more epochs, wider towers) is promoted; with the top-K rule on, both are
+    # ranked over the whole catalogue on the same window, and the decision records it
+    _set_params(
+        repo, {"train.epochs": 4, "model.hidden_units": [64, 32], "promotion.max_ndcg_drop": 1.0}
+    )
     better = _inttower(repo, mirror, "retrain")
     assert better["decision"] == "promoted", better["reason"]
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert better["challenger"]["test"]["ndcg@10"] == metrics["ranking"]["model"]["ndcg@10"]
+    assert 0.0 < better["champion"]["test"]["ndcg@10"] < 1.0
+    assert "max_ndcg_drop" in better["reason"]
     assert _inttower(repo, mirror, "champion")["id"] == better["challenger"]["id"] != champion["id"]
     history = json.loads(_run([sys.executable, "-m", "inttower.cli", "champion", "--history"],
                               repo, mirror))  # fmt: skip

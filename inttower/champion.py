@@ -165,6 +165,7 @@ def _bundle_ndcg(
 
     import torch
 
+    from inttower.calibration import Calibration
     from inttower.evaluation.ranking import RankingTables, ranking_metrics
     from inttower.features.encoders import Encoders
     from inttower.io import load_tensors
@@ -180,7 +181,8 @@ def _bundle_ndcg(
     with reproducible(trained, torch.device("cpu")):
         model = build_model(fitted.fields(), trained.model)
         model.load_state_dict(load_tensors(files["model.safetensors"]))
-        result = ranking_metrics(at_ten, tables, model, None, "test")
+        calibration = Calibration.from_json(read_json(files["calibration.json"]))
+        result = ranking_metrics(at_ten, tables, model, None, "test", calibration=calibration)
     return None if result is None else result.metrics["model"][NDCG]
 
 

@@ -230,13 +230,15 @@ def _score(args: argparse.Namespace) -> int:
             "model_id": scorer.manifest["model_id"],
             "features_as_of": scorer.features_as_of,
             "exclude_seen": not args.include_seen,
+            "rank_by": scorer.rank_by,
             "items": [item.to_json() for item in top],
         }
         print(json.dumps(payload, indent=2))
         return 0
     print(
-        f"user {args.user_id}: top {len(top)} of {len(scorer)} items ({bundle}, features as of "
-        f"{scorer.features_as_of})"
+        f"user {args.user_id}: top {len(top)} of {len(scorer)} items by "
+        f"{scorer.rank_by.replace('_', ' ')} ({bundle}, features as of {scorer.features_as_of}); "
+        "P(like) beside each"
     )
     for item in top:
         print(f"{item.rank:>4}  {item.probability:.4f}  {item.item_id:>7}  {item.title or ''}")

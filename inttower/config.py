@@ -206,6 +206,15 @@ class EvaluateParams(_Strict):
         return ks
 
 
+class ServingParams(_Strict):
+    # what `inttower score` ranks the catalogue by, and the ranking metrics measure
+    # (inttower/serving/rank.py): `expected_positives` = log(1 + the item's ratings in the last
+    # prior_days days) + log of the calibrated P(like): how likely the user is to pick the item
+    # *and* like it; `probability`: P(like | rated) alone, what the model is trained on
+    rank_by: Literal["expected_positives", "probability"] = "expected_positives"
+    prior_days: float | None = Field(30.0, gt=0)  # the ratings window; null = the whole log
+
+
 class ScheduleParams(_Strict):
     cron: str = "0 3 * * 1"
     timezone: str = "UTC"
@@ -258,6 +267,7 @@ class Params(_Strict):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    serving: ServingParams = ServingParams()
     schedule: ScheduleParams = ScheduleParams()
     checks: CheckParams = CheckParams()
     promotion: PromotionParams = PromotionParams()

@@ -203,6 +203,7 @@ STAGE_LIST: tuple[Stage, ...] = (
         params=(
             "data.as_of",
             "evaluate",
+            "serving",
             "model",
             "train.device",
             "train.threads",
@@ -229,8 +230,9 @@ STAGE_LIST: tuple[Stage, ...] = (
             "validated.items",
             "validated.interactions",
         ),
-        # the model is rebuilt from its params; features as of now are computed with `features`
-        params=("data.as_of", "features", "model"),
+        # the model is rebuilt from its params; features as of now are computed with `features`;
+        # `serving` says what the top-K is ranked by
+        params=("data.as_of", "features", "model", "serving"),
         kinds=("python", "pytorch", "onnx"),
     ),
 )

@@ -4,8 +4,13 @@ For a period (test, valid) starting at T: the users with at least one positive e
 ranked over the **whole catalogue**, less every item they had rated (any rating) before T;
 relevant = their positive items in the period that they had not rated before. Users and items
 are as of T (point-in-time probe features, as the serving bundle computes them at the end of
-the log), scored through the item cache the bundle serves. No sampled negatives (Krichene &
-Rendle, KDD 2020: sampled metrics disagree with exact ones, even in ranking order).
+the log), scored through the item cache the bundle serves and ordered by the served score
+(inttower/serving/rank.py). No sampled negatives (Krichene & Rendle, KDD 2020: sampled metrics
+disagree with exact ones, even in ranking order).
+
+The rankers: `model` (what `inttower score` serves), `popularity` (positives per item before
+T), `recent_popularity` (positives in the served prior's window, `serving.prior_days`, ties
+broken by popularity; absent when the window is the whole log) and `ids_mf`.
 
     Recall@K = hits in the top K ÷ min(K, relevant)
     NDCG@K   = Σ_{rank r ≤ K, hit} 1/log2(r + 1) ÷ Σ_{r ≤ min(K, relevant)} 1/log2(r + 1)
@@ -26,6 +31,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from inttower.calibration import Calibration
 from inttower.config import Params
 from inttower.features.encoders import Encoders
 from inttower.io import read_parquet
@@ -34,12 +40,14 @@ from inttower.models.scorer import ItemCache
 from inttower.models.towers import TwoTowerModel
 from inttower.paths import Paths
 from inttower.serving.features import ITEM_KEY, USER_KEY, latest_features, seen_items
+from inttower.serving.rank import SECONDS_PER_DAY, item_prior, served_scores
 
 log = logging.getLogger("inttower.evaluation.ranking")
 
-RANKERS = ("model", "popularity", "ids_mf")
+RANKERS = ("model", "popularity", "recent_popularity", "ids_mf")
 USERS_PER_BATCH = 512
-Variant = Callable[[dict[str, torch.Tensor]], torch.Tensor]  # a batch's base scores -> scores
+# a batch's base scores (the rankers', and the model's raw `logit` and the served `prior`) -> scores
+Variant = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 SCORED_USERS = 4  # users per one-piece MaxSim (what the ONNX scorer runs per request)
 SIMILARITY_FLOATS = 1 << 25  # 128 MiB: the largest similarity block, whatever the catalogue
 CURVE_K = 20  # NDCG@K for K = 1 … this, for the chart
@@ -86,10 +94,13 @@ def ranking_metrics(
     mf: BiasedMF | None,
     split: str,
     variants: dict[str, Variant] | None = None,
+    calibration: Calibration | None = None,
 ) -> RankingResult | None:
-    """Top-K metrics of the model, popularity and the ids-only MF on `split`'s users; None when
-    the model has no item side (single-tower) or the period has no positive event. `variants`:
-    more rankers built from those three's scores of a batch (benchmarks/served_topk.py)."""
+    """Top-K metrics of the served model (`calibration`: the model's own, fit on valid when it was
+    trained; it matters to `serving.rank_by: expected_positives`), popularity and the ids-only MF
+    on `split`'s users; None when the model has no item side (single-tower) or the period has no
+    positive event. `variants`: more rankers built from a batch's base scores
+    (benchmarks/served_topk.py)."""
     if not isinstance(model, TwoTowerModel):
         return None
     started = time.perf_counter()
@@ -122,27 +133,51 @@ def ranking_metrics(
     if users.size == 0:
         return None
     popularity = _popularity(before, item_ids)
+    days = params.serving.prior_days
+    rated = tables.interactions.select("item_id", "timestamp")
+    rated_items, rated_at = rated["item_id"].to_numpy(), rated["timestamp"].to_numpy()
+    prior = None
+    if params.serving.rank_by == "expected_positives":
+        prior = item_prior(rated_items, rated_at, item_ids, start, days)
+    calibration = calibration or Calibration()
     model.eval()
     with torch.no_grad():
         cache = ItemCache.build(
             model, {name: value for name, value in latest.items.items() if name != ITEM_KEY}
         )
     user_inputs = {name: value for name, value in latest.users.items() if name != USER_KEY}
+
+    def served(logits: torch.Tensor) -> torch.Tensor:
+        scores = served_scores(logits.numpy(), prior, calibration.scale, calibration.bias)
+        return torch.from_numpy(scores)
+
     scorers: dict[str, Callable[[np.ndarray], torch.Tensor]] = {
-        "model": lambda batch: _served_logits(cache, _rows(user_inputs, batch)),
+        "logit": lambda batch: _served_logits(cache, _rows(user_inputs, batch)),
         "popularity": lambda batch: popularity.expand(len(batch), -1),
     }
+    if days is not None:
+        window = before.filter(pl.col("timestamp") >= start - days * SECONDS_PER_DAY)
+        # ties (most items had no recent positive) broken by popularity
+        recent = _popularity(window, item_ids) + popularity / (popularity.max() + 1)
+        scorers["recent_popularity"] = lambda batch: recent.expand(len(batch), -1)
     if mf is not None:
         user_codes, item_codes = latest.users["user_id"].view(-1), latest.items["item_id"].view(-1)
         scorers["ids_mf"] = lambda batch: mf.score_all(user_codes[batch], item_codes)
     k_max = max(CURVE_K, *params.evaluate.ranking_k)
     variants = variants or {}
-    tops: dict[str, list[np.ndarray]] = {name: [] for name in [*scorers, *variants]}
+    rankers = [name for name in RANKERS if name == "model" or name in scorers]
+    tops: dict[str, list[np.ndarray]] = {name: [] for name in [*rankers, *variants]}
     for start_row in range(0, users.size, USERS_PER_BATCH):
         batch = users[start_row : start_row + USERS_PER_BATCH]
         mask = _seen_mask(batch, offsets, seen_rows, item_ids.size)
         base = {name: scorer(batch) for name, scorer in scorers.items()}
-        ranked = {**base, **{name: variant(base) for name, variant in variants.items()}}
+        base["model"] = served(base["logit"])
+        if prior is not None:
+            base["prior"] = torch.from_numpy(prior).unsqueeze(0)
+        ranked = {
+            **{name: base[name] for name in rankers},
+            **{name: variant(base) for name, variant in variants.items()},
+        }
         for name, raw in ranked.items():
             scores = raw.masked_fill(mask, float("-inf"))
             # ties broken by catalogue row (stable sort): deterministic, and the same for all

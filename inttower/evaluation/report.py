@@ -87,7 +87,9 @@ def evaluate_model(params: Params, paths: Paths, ranking: bool = True) -> dict[s
     model.to("cpu")  # the item cache and the bundle are built on the CPU
     tables = RankingTables.read(paths) if ranking else None
     ranked = {
-        split: ranking_metrics(params, tables, model, mf, split) if tables else None
+        split: ranking_metrics(params, tables, model, mf, split, calibration=calibration)
+        if tables
+        else None
         for split in ("test", "valid")
     }
     metrics: dict[str, Any] = {

@@ -2,13 +2,15 @@
 
     user_tower.onnx        user fields -> head vectors and the user's logit term (dynamic batch)
     scorer.onnx            user vectors + a block of cached items -> logits (dynamic users, items)
-    items.safetensors      the item tower run once over the whole catalogue: heads, bias, ids
+    items.safetensors      the item tower run once over the whole catalogue: heads, bias, ids,
+                           and the served score's prior (inttower/serving/rank.py)
     users.safetensors      every user's encoded features as of the end of the log, and the
                            catalogue rows each user has already interacted with (CSR)
     catalogue.json         item titles, row for row with items.safetensors
     encoders.json          the train-fitted vocabularies and scalers
     calibration.json       σ(a·z + b), fit on validation when the model was trained
-    manifest.json          model id, fields, as_of, the features' moment, every file's md5
+    manifest.json          model id, fields, as_of, the features' moment, what the top-K is
+                           ranked by, every file's md5
 
 Serving needs only onnxruntime, numpy and safetensors (`inttower.serving.scorer.Scorer`).
 """
@@ -38,7 +40,7 @@ from inttower.paths import Paths
 
 logger = logging.getLogger("inttower.serving")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the served score's item prior and `ranking` (1: ranked by the logit)
 OPSET = 18
 USER_TOWER = "user_tower.onnx"
 SCORER = "scorer.onnx"
@@ -59,6 +61,7 @@ USER_VECTORS, USER_BIAS, ITEM_VECTORS, ITEM_BIAS, LOGITS = (
     "item_bias",
     "logits",
 )
+ITEM_PRIOR = "item_prior"
 
 
 class UserTowerGraph(nn.Module):
@@ -184,6 +187,7 @@ def manifest(
     files: dict[str, str],
     trained_on: dict[str, Any],
     evaluation: dict[str, Any],
+    ranking: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
@@ -201,6 +205,7 @@ def manifest(
         "n_items": n_items,
         "trained_on": trained_on,
         "evaluation": evaluation,
+        "ranking": ranking,
         "files": files,
     }
 
@@ -215,6 +220,7 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
     from inttower.model_card import check_model_lineage
     from inttower.models.registry import build_model
     from inttower.serving.features import ITEM_KEY, USER_KEY, latest_features, seen_items
+    from inttower.serving.rank import item_prior
 
     fields = load_fields(paths["encoded"])
     model = build_model(fields, params.model)  # on the CPU: a bundle is built byte for byte
@@ -243,7 +249,18 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
         probe = model.user_tower({k: v[:2] for k, v in latest.users.items() if k != USER_KEY})
     user_ids = latest.users[USER_KEY].numpy()
     item_ids = latest.items[ITEM_KEY].numpy()
-    offsets, rows = seen_items(read_parquet(paths["validated.interactions"]), user_ids, item_ids)
+    interactions = read_parquet(paths["validated.interactions"])
+    offsets, rows = seen_items(interactions, user_ids, item_ids)
+    serving = params.serving
+    prior = {}
+    if serving.rank_by == "expected_positives":  # as of the features' moment, as users are
+        prior[ITEM_PRIOR] = item_prior(
+            interactions["item_id"].to_numpy(),
+            interactions["timestamp"].to_numpy(),
+            item_ids,
+            latest.timestamp,
+            serving.prior_days,
+        )
     item_bias = cache.item_bias if cache.item_bias is not None else torch.zeros(len(cache))
     folder = paths["serving"]
     write_bytes(export_user_tower(model, fields), folder / USER_TOWER)
@@ -253,6 +270,7 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
             ITEM_VECTORS: cache.items.numpy(),
             ITEM_BIAS: item_bias.numpy(),
             ITEM_KEY: item_ids,
+            **prior,
         },
         folder / ITEMS,
     )
@@ -284,6 +302,7 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
         files=files,
         trained_on=read_json(paths["model.card"]).get("data_md5", {}),
         evaluation=_evaluation(read_json(paths["metrics"])),
+        ranking={"rank_by": serving.rank_by, "prior_days": serving.prior_days},
     )
     write_json(record, folder / MANIFEST)
     logger.info(

@@ -4,6 +4,10 @@
     for item in scorer.top_k(user_id=42, k=10):
         print(item.item_id, item.title, item.probability)
 
+Items are ordered by the served score the bundle was exported with (`scorer.rank_by`,
+inttower/serving/rank.py): by default the log of the expected positives, the item's recent
+rating count times the calibrated probability that the user likes it.
+
 The user's features are those the bundle holds, as of the end of the event log it was exported
 from (`scorer.features_as_of`); a service that keeps features fresher passes its own encoded
 user-tower inputs (`user_features`, the fields of `scorer.user_fields`).
@@ -22,6 +26,7 @@ from safetensors.numpy import load_file
 
 from inttower.errors import ArtifactError, InttowerError
 from inttower.io import file_md5, read_json
+from inttower.serving.rank import served_scores
 
 MANIFEST = "manifest.json"
 # Largest similarity block ONNX Runtime materialises per call, in floats (as in the training
@@ -34,8 +39,9 @@ class Recommendation:
     rank: int
     item_id: int
     title: str | None
-    probability: float  # calibrated, as evaluation reports it
+    probability: float  # calibrated P(like), as evaluation reports it
     logit: float
+    score: float  # what the top-K is ordered by (the logit when ranked by probability)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +135,16 @@ class Scorer:
         calibration = read_json(self.folder / "calibration.json")
         self.calibration_scale = float(calibration["scale"])
         self.calibration_bias = float(calibration["bias"])
+        # a format-1 bundle has no ranking entry: it was ranked by the model's logit
+        ranking = self.manifest.get("ranking") or {"rank_by": "probability"}
+        self.rank_by: str = ranking["rank_by"]
+        self.item_prior: np.ndarray | None = items.get("item_prior")
+        if self.rank_by == "expected_positives" and self.item_prior is None:
+            raise ArtifactError(
+                self.folder / "items.safetensors",
+                "has no item_prior, which the manifest's rank_by expected_positives needs; "
+                "run `inttower export` again",
+            )
 
     @classmethod
     def load(cls, bundle_dir: Path | str, threads: int = 0) -> Scorer:
@@ -193,6 +209,14 @@ class Scorer:
         z = self.calibration_scale * logits.astype(np.float64) + self.calibration_bias
         return 1.0 / (1.0 + np.exp(-z))
 
+    def scores(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """What the top-K is ordered by, from (U, C) logits against catalogue rows (all: None):
+        the computation evaluation's ranking metrics run."""
+        prior = None
+        if self.rank_by == "expected_positives":
+            prior = self.item_prior if rows is None else self.item_prior[rows]
+        return served_scores(logits, prior, self.calibration_scale, self.calibration_bias)
+
     def top_k(
         self,
         user_id: int | None = None,
@@ -210,6 +234,7 @@ class Scorer:
         features = self.user_features(user_id) if user_id is not None else user_features
         rows = None if candidates is None else self.candidate_rows(candidates)
         logits = self.logits(features, rows)[0]
+        scores = self.scores(logits[None, :], rows)[0]
         allowed = np.ones(logits.size, dtype=bool)
         if exclude_seen and user_id is not None:
             seen = self.seen(user_id)
@@ -219,11 +244,11 @@ class Scorer:
                 allowed &= ~np.isin(rows, seen)
         positions = np.flatnonzero(allowed)
         if positions.size > k:
-            # the k-th best logit, then every position at least that good (ties kept whole)
-            kth = np.partition(logits[positions], positions.size - k)[positions.size - k]
-            positions = positions[logits[positions] >= kth]
+            # the k-th best score, then every position at least that good (ties kept whole)
+            kth = np.partition(scores[positions], positions.size - k)[positions.size - k]
+            positions = positions[scores[positions] >= kth]
         catalogue = positions if rows is None else rows[positions]
-        order = np.lexsort((self.item_ids[catalogue], -logits[positions]))[:k]
+        order = np.lexsort((self.item_ids[catalogue], -scores[positions]))[:k]
         chosen, best = catalogue[order], positions[order]
         probabilities = self.probabilities(logits[best])
         return [
@@ -233,6 +258,7 @@ class Scorer:
                 title=self.titles[row],
                 probability=float(probability),
                 logit=float(logits[position]),
+                score=float(scores[position]),
             )
             for rank, (row, position, probability) in enumerate(
                 zip(chosen, best, probabilities, strict=True)

@@ -73,6 +73,23 @@ def test_onnx_runtime_scores_equal_pytorch_on_1k_candidates(project: Paths, scor
     assert np.abs(served - reference).max() < 1e-5
 
 
+def _expected_positives(project: Paths, logits: np.ndarray, item_ids: list[int]) -> np.ndarray:
+    """The served score, computed here from its definition: log(1 + the item's ratings in the 30
+    days before the features' moment) + log σ(calibrated logit)."""
+    until = int(read_parquet(project["split.events"])["timestamp"].max()) + 1
+    recent = (
+        read_parquet(project["validated.interactions"])
+        .filter(pl.col("timestamp").is_between(until - 30 * 86_400, until, closed="left"))
+        .group_by("item_id")
+        .len("ratings")
+    )
+    counts = dict(recent.iter_rows())
+    ratings = np.array([counts.get(item, 0) for item in item_ids], dtype=np.float64)
+    calibration = json.loads(project["model.calibration"].read_text())
+    z = calibration["scale"] * logits.astype(np.float64) + calibration["bias"]
+    return np.log1p(ratings) + np.log(1.0 / (1.0 + np.exp(-z)))
+
+
 def test_top_k_matches_a_brute_force_ranking_by_the_full_model(
     project: Paths, scorer: Scorer
 ) -> None:
@@ -85,6 +102,8 @@ def test_top_k_matches_a_brute_force_ranking_by_the_full_model(
     pairs.update(latest.items)
     with torch.no_grad():
         logits = model({spec.name: pairs[spec.name] for spec in model_fields(project)}).logits
+    item_ids = latest.items[ITEM_KEY].tolist()
+    expected = _expected_positives(project, logits.numpy(), item_ids)
     seen = set(
         read_parquet(project["validated.interactions"])
         .filter(pl.col("user_id") == user_id)["item_id"]
@@ -92,19 +111,20 @@ def test_top_k_matches_a_brute_force_ranking_by_the_full_model(
     )
     assert seen, "the chosen user has interactions"
     ranked = sorted(
-        (
-            (-float(logit), int(item))
-            for item, logit in zip(latest.items[ITEM_KEY].tolist(), logits.tolist(), strict=True)
-            if item not in seen
-        ),
+        (-float(score), int(item))
+        for item, score in zip(item_ids, expected.tolist(), strict=True)
+        if item not in seen
     )
     top = scorer.top_k(user_id=user_id, k=20)
+    assert scorer.rank_by == "expected_positives"
     assert [item.item_id for item in top] == [item for _, item in ranked[:20]]
+    assert [item.score for item in top] == pytest.approx([-score for score, _ in ranked[:20]])
     assert not {item.item_id for item in top} & seen
     assert [item.rank for item in top] == list(range(1, 21))
+    assert all(0.0 < item.probability < 1.0 for item in top)
+    # the served score is not the probability: a popular item outranks a better-liked rare one
     probabilities = [item.probability for item in top]
-    assert probabilities == sorted(probabilities, reverse=True)
-    assert all(0.0 < p < 1.0 for p in probabilities)
+    assert probabilities != sorted(probabilities, reverse=True)
     with_seen = scorer.top_k(user_id=user_id, k=n_items, exclude_seen=False)
     assert {item.item_id for item in with_seen} >= seen
     # a candidate set: ranked within itself, seen ones still left out; none: nothing
@@ -114,6 +134,19 @@ def test_top_k_matches_a_brute_force_ranking_by_the_full_model(
     assert scorer.top_k(user_id=user_id, k=10, candidates=[]) == []
     with pytest.raises(InttowerError, match="item 99999999 is not in the bundle"):
         scorer.top_k(user_id=user_id, k=3, candidates=[99999999])
+
+
+def test_ranked_by_probability_the_top_k_follows_the_logit(project: Paths, tmp_path: Path) -> None:
+    paths = Paths.for_data(tmp_path / "data")
+    shutil.copytree(project.data, paths.data)
+    run_stage(STAGES["export"], _params(**{"serving.rank_by": "probability"}), paths, "test")
+    scorer = Scorer.load(paths["serving"])
+    assert scorer.rank_by == "probability" and scorer.item_prior is None
+    user_id = int(scorer.user_ids[5])
+    top = scorer.top_k(user_id=user_id, k=20)
+    assert [item.score for item in top] == [item.logit for item in top]
+    probabilities = [item.probability for item in top]
+    assert probabilities == sorted(probabilities, reverse=True)
 
 
 def model_fields(paths: Paths):
@@ -192,7 +225,8 @@ def test_every_evaluation_ranks_the_whole_catalogue_beside_popularity_and_the_mf
     metrics = json.loads(project["metrics"].read_text())
     keys = {"recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"}
     for block in ("ranking", "ranking_valid"):
-        assert set(metrics[block]) == {"model", "popularity", "ids_mf"}, block
+        rankers = {"model", "popularity", "recent_popularity", "ids_mf"}
+        assert set(metrics[block]) == rankers, block
         for ranker, values in metrics[block].items():
             assert set(values) == keys, (block, ranker)
             assert all(0.0 <= value <= 1.0 for value in values.values())
@@ -205,8 +239,11 @@ def test_the_ranking_metrics_score_users_as_the_served_bundle_does(
     project: Paths, scorer: Scorer
 ) -> None:
     """Evaluation's full-catalogue ranking runs the ONNX scorer's computation: on a sample of
-    users its logits over the whole catalogue equal what `inttower score` computes."""
+    users its logits and served scores over the whole catalogue equal what `inttower score`
+    computes, with the same item prior."""
+    from inttower.calibration import Calibration
     from inttower.evaluation.ranking import _served_logits
+    from inttower.serving.rank import item_prior, served_scores
 
     model, latest = _model(project), _latest(project)
     rows = np.array([0, 7, 19, 42, 101])
@@ -216,6 +253,13 @@ def test_the_ranking_metrics_score_users_as_the_served_bundle_does(
     served = scorer.logits({k: v.numpy() for k, v in users.items()})
     assert ranked.shape == served.shape == (5, len(scorer))
     assert np.abs(ranked - served).max() < 1e-4
-    assert (
-        np.argsort(-ranked, axis=1)[:, :10] == np.argsort(-served, axis=1)[:, :10]
-    ).mean() > 0.99
+    rated = read_parquet(project["validated.interactions"])
+    catalogue = latest.items[ITEM_KEY].numpy()
+    rated_items, rated_at = rated["item_id"].to_numpy(), rated["timestamp"].to_numpy()
+    prior = item_prior(rated_items, rated_at, catalogue, latest.timestamp, 30.0)
+    assert np.array_equal(prior, scorer.item_prior)
+    calibration = Calibration.from_json(json.loads(project["model.calibration"].read_text()))
+    ours = served_scores(ranked, prior, calibration.scale, calibration.bias)
+    theirs = scorer.scores(served)
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert (np.argsort(-ours, axis=1)[:, :10] == np.argsort(-theirs, axis=1)[:, :10]).mean() > 0.99

@@ -7,7 +7,7 @@ import torch
 
 from inttower.errors import InttowerError
 from inttower.training import device as device_module
-from inttower.training.device import DeviceError, Precision, select_device
+from inttower.training.device import DeviceError, Precision, native_bf16_flags, select_device
 
 
 def test_cpu_is_always_available() -> None:
@@ -36,16 +36,15 @@ def test_unknown_device_names_the_parameter() -> None:
         select_device("tpu")
 
 
-def test_cpu_trains_in_full_precision() -> None:
+def test_cpu_auto_is_bf16_only_where_the_cpu_has_it_natively() -> None:
     precision = Precision.for_device(torch.device("cpu"))
-    assert precision.dtype is None
+    assert precision.dtype == (torch.bfloat16 if native_bf16_flags() else None)
     assert not precision.needs_scaler
     assert not precision.make_scaler().is_enabled()
 
 
-def test_cpu_autocasts_to_bf16_only_when_asked() -> None:
+def test_cpu_autocasts_to_bf16_when_asked() -> None:
     cpu = torch.device("cpu")
-    assert Precision.for_device(cpu, "auto").dtype is None
     assert Precision.for_device(cpu, "fp32").dtype is None
     precision = Precision.for_device(cpu, "bf16")
     assert precision.dtype == torch.bfloat16 and precision.name == "bfloat16"
@@ -96,3 +95,11 @@ def test_bf16_on_a_cpu_with_native_bf16_is_quiet(
         Precision.for_device(torch.device("cpu"), "bf16")
         Precision.for_device(torch.device("cpu"), "auto")
     assert not caplog.records
+
+
+def test_auto_follows_the_cpus_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "native_bf16_flags", lambda: [])
+    assert Precision.for_device(cpu, "auto").dtype is None
+    monkeypatch.setattr(device_module, "native_bf16_flags", lambda: ["amx_bf16"])
+    assert Precision.for_device(cpu, "auto").dtype == torch.bfloat16

@@ -50,7 +50,7 @@ def run_stage(stage: str, data_dir: Path, overrides: dict[str, object]) -> tuple
 
 def _throughput(data_dir: Path) -> str:
     """The train stage's own figures, from the last train line of the run log (never versioned)."""
-    from inttower.paths import Paths
+    from inttower.pipeline.paths import Paths
 
     lines = Paths.for_data(data_dir).run_log.read_text().splitlines()
     run = next(entry for entry in map(json.loads, reversed(lines)) if entry["stage"] == "train")

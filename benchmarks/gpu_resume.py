@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 import inttower.training.train as train_module
 from inttower.config import Params
 from inttower.features.encoded import load_split
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 from tests.training.helpers import tiny_params, write_tiny_project
 
 PART = "determinism_resume"

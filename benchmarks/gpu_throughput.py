@@ -40,8 +40,8 @@ from inttower.config import Params, load_params
 from inttower.features.encoded import LABEL, EncodedSplit, load_split
 from inttower.models.losses import objective_loss
 from inttower.models.registry import build_model
-from inttower.paths import Paths
-from inttower.pipeline import STAGES
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGES
 from inttower.training.batching import GROUP_KEY, ITEM_KEY, Batch, DeviceSplit
 from inttower.training.device import Precision, select_device
 from inttower.training.flops import linear_shapes, sgemm_gflops, step_flops

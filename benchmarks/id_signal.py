@@ -49,8 +49,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from inttower.config import load_params
-    from inttower.paths import Paths
-    from inttower.pipeline import STAGES
+    from inttower.pipeline.paths import Paths
+    from inttower.pipeline.registry import STAGES
 
     shape = {
         "data.synthetic.n_events": args.events,

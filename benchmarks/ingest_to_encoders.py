@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _child(dataset: str, events: int, data_dir: str, extra: dict[str, Any]) -> None:
     from inttower.config import load_params
-    from inttower.paths import Paths
-    from inttower.pipeline import STAGES as REGISTRY
+    from inttower.pipeline.paths import Paths
+    from inttower.pipeline.registry import STAGES as REGISTRY
 
     overrides = {"data.dataset": dataset}
     if dataset == "synthetic":

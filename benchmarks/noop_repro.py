@@ -93,7 +93,7 @@ def _lock_cost(repo: Path, env: dict[str, str]) -> str:
     """The lock alone, in process: open, flock, read and write the holder record, release."""
     code = (
         "import time, statistics\n"
-        "from inttower.run_lock import run_lock\n"
+        "from inttower.pipeline.run_lock import run_lock\n"
         "times = []\n"
         "for _ in range(200):\n"
         "    started = time.perf_counter()\n"

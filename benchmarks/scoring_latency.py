@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from inttower.config import FeatureParams, ModelParams
 from inttower.features.encoded import FieldSpec, tower_fields
-from inttower.features.features import (
+from inttower.features.point_in_time import (
     DENSE_ITEM,
     DENSE_USER,
     RECENT_RATE_PREFIX,

@@ -38,7 +38,7 @@ def variants() -> dict[str, Any]:
     def rerank(n: int) -> Any:
         def score(base: dict[str, torch.Tensor]) -> torch.Tensor:
             popular = torch.topk(base["popularity"], n, dim=1).indices
-            out = torch.full_like(base["model"], float("-inf"))
+            out = torch.full_like(base["logit"], float("-inf"))
             # candidates keep the model's order, above every other item
             return out.scatter(1, popular, base["logit"].gather(1, popular) + 1e6)
 
@@ -58,15 +58,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from inttower.calibration import Calibration
     from inttower.config import load_params
+    from inttower.evaluation.calibration import Calibration
     from inttower.evaluation.ranking import RankingTables, ranking_metrics
     from inttower.evaluation.report import ids_mf_probabilities
     from inttower.features.encoded import load_fields, load_split
     from inttower.io import load_tensors, read_json
     from inttower.models.registry import build_model
-    from inttower.paths import Paths
-    from inttower.pipeline import STAGES
+    from inttower.pipeline.paths import Paths
+    from inttower.pipeline.registry import STAGES
 
     extra = parse_overrides(args.set)
     runs = []

@@ -24,8 +24,8 @@ DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", 
 
 def _data(events: int, data_dir: Path) -> dict[str, float]:
     from inttower.config import load_params
-    from inttower.paths import Paths
-    from inttower.pipeline import STAGES
+    from inttower.pipeline.paths import Paths
+    from inttower.pipeline.registry import STAGES
 
     params = load_params(ROOT / "params.yaml", synthetic(events))
     paths = Paths.for_data(data_dir)

@@ -131,8 +131,8 @@ def main() -> None:
     from inttower.config import load_params
     from inttower.features.encoded import load_split
     from inttower.models.registry import build_model
-    from inttower.paths import Paths
-    from inttower.pipeline import STAGES
+    from inttower.pipeline.paths import Paths
+    from inttower.pipeline.registry import STAGES
     from inttower.training.allocator import reused_host_memory
     from inttower.training.batching import DeviceSplit
     from inttower.training.device import Precision, reproducible, select_device

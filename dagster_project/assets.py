@@ -1,6 +1,6 @@
 """One asset per registry stage: each calls `STAGES[name].run(params, paths)` and reports.
 
-The asset graph is derived from `inttower.pipeline` (names, edges, params, code), the same
+The asset graph is derived from `inttower.pipeline.registry` (names, edges, params, code), the same
 registry that renders dvc.yaml, so the two front ends cannot drift apart.
 """
 
@@ -16,15 +16,15 @@ from dagster_project.metadata import (
     data_version,
     four_decimals,
     hashes_metadata,
-    output_hashes,
     stage_metadata,
 )
 from dagster_project.partitions import register_windows
 from dagster_project.pipes import pipes_launcher
 from dagster_project.resources import RunContext
 from inttower.config import Params
-from inttower.pipeline import STAGE_LIST, STAGES, Stage, run_stage
+from inttower.pipeline.registry import STAGE_LIST, STAGES, Stage, run_stage
 from inttower.training.distributed import world_size
+from inttower_dvc.hashes import output_hashes
 
 # Assets are nouns: the artifact each stage leaves behind, named in the stage registry.
 ASSET_NAMES: dict[str, str] = {stage.name: stage.noun for stage in STAGE_LIST}

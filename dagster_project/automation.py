@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_project.assets import asset_key
 from dagster_project.retraining import build_retrain_schedule
 from inttower.config import Params
-from inttower.pipeline import STAGE_LIST
+from inttower.pipeline.registry import STAGE_LIST
 
 # The main job: what the README's `make run` launches and the Jobs page names. Materializing
 # from the asset graph runs Dagster's implicit asset job instead (shown as __ASSET_JOB).

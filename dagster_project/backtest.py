@@ -17,7 +17,7 @@ from dagster_project.logs import forward_library_logs
 from dagster_project.metadata import four_decimals, md_table
 from dagster_project.partitions import BACKTEST_WINDOWS
 from dagster_project.resources import RunContext
-from inttower.backtest import backtest_window
+from inttower.lifecycle.backtest import backtest_window
 
 BACKTEST = dg.AssetKey("backtest")
 WEEK = 7 * 86_400

@@ -14,8 +14,8 @@ from inttower.data.schema import validate_tables
 from inttower.errors import ValidationFailed
 from inttower.features.encoders import UNKNOWN
 from inttower.io import read_json, read_parquet
-from inttower.promotion import describe_checks, quality_checks
-from inttower.stages import load_ingested
+from inttower.lifecycle.promotion import describe_checks, quality_checks
+from inttower.pipeline.stages import load_ingested
 
 SAMPLE_ROWS = 10
 

@@ -16,42 +16,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from inttower.catalog import TABLES
-from inttower.dvcfile import DVC_PATHS
-from inttower.io import file_md5, read_json
-from inttower.paths import Paths
-from inttower.pipeline import Stage
+from inttower.io import read_json
+from inttower.pipeline.catalog import TABLES
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import Stage
 
 PREVIEW_ROWS = 5
 DIGITS = 4  # headline numbers: 0.8283, not 0.8282775093510584
-
-
-# --- DVC hashes ------------------------------------------------------------------------------
-
-
-def dvc_md5(path: Path) -> str | None:
-    """The md5 DVC 3 records in dvc.lock: a file's md5, or a folder's `.dir` hash (the md5 of
-    the JSON list of its files' md5s sorted by relative path, exactly as dvc-data builds it)."""
-    if path.is_file():
-        return file_md5(path)
-    if not path.is_dir():
-        return None
-    entries = sorted(
-        (
-            {"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
-            for file in path.rglob("*")
-            if file.is_file()
-        ),
-        key=lambda entry: entry["relpath"],
-    )
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
-
-
-def output_hashes(stage: Stage, paths: Paths) -> dict[str, str | None]:
-    """DVC hash of every output the stage declares, keyed by its dvc.yaml path."""
-    declared, actual = ([*stage.outs(where), *stage.reports(where), *stage.metrics(where),
-                         *stage.plots(where)] for where in (DVC_PATHS, paths))  # fmt: skip
-    return {str(name): dvc_md5(path) for name, path in zip(declared, actual, strict=True)}
 
 
 def data_version(hashes: Mapping[str, str | None]) -> dg.DataVersion:

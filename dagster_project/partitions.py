@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from inttower.backtest import weekly_cutoffs
-from inttower.paths import Paths
+from inttower.lifecycle.backtest import weekly_cutoffs
+from inttower.pipeline.paths import Paths
 
 BACKTEST_WINDOWS = dg.DynamicPartitionsDefinition(name="backtest_windows")
 

@@ -21,9 +21,9 @@ import dagster as dg
 from pydantic import Field
 
 from inttower.config import Params, load_params
-from inttower.paths import DATA_DIR_ENV, MIRROR_ENV, REPORTS_DIR_ENV, Paths
-from inttower.pipeline import code_digest
-from inttower.run_lock import run_lock
+from inttower.pipeline.paths import DATA_DIR_ENV, MIRROR_ENV, REPORTS_DIR_ENV, Paths
+from inttower.pipeline.registry import code_digest
+from inttower.pipeline.run_lock import run_lock
 
 
 class Device(enum.Enum):

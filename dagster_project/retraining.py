@@ -1,7 +1,7 @@
 """Retraining as a decision, in Dagster: the raw files as an observable source asset, a schedule
 that retrains only when something changed (a visible skip otherwise), and the champion asset
 that decides whether the run's model replaces the one in use. The decision itself lives in
-inttower (`inttower.champion`), shared with `inttower retrain`."""
+inttower (`inttower.lifecycle.champion`), shared with `inttower retrain`."""
 
 import hashlib
 import warnings
@@ -20,15 +20,19 @@ from dagster_project.assets import (
 from dagster_project.logs import forward_library_logs
 from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import ParamsResource, RunContext, StorageResource
-from inttower.champion import decide, lineage
 from inttower.config import Params, load_params
-from inttower.dvc_cli import experiment_name, why_no_experiment, why_not_versionable
-from inttower.pipeline import STAGE_LIST, hash_sources
-from inttower.retrain import plan, record_skip
+from inttower.lifecycle.champion import decide, lineage
+from inttower.lifecycle.retrain import plan, record_skip
+from inttower.pipeline.registry import STAGE_LIST, hash_sources
+from inttower_dvc.commands import experiment_name, why_no_experiment, why_not_versionable
 
 CHAMPION_ASSET = "model_champion"
 # what the decision runs beside the stages: a change to it makes the champion asset stale
-DECISION_CODE = ("inttower/champion.py", "inttower/promotion.py", "dagster_project/retraining.py")
+DECISION_CODE = (
+    "inttower/lifecycle/champion.py",
+    "inttower/lifecycle/promotion.py",
+    "dagster_project/retraining.py",
+)
 # Dagster's own tag for an observation's data version (dagster._core.definitions.data_version)
 DATA_VERSION_TAG = "dagster/data_version"
 

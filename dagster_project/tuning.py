@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_project.logs import forward_library_logs
 from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import RunContext
-from inttower.tuning import load_space, tune
+from inttower.lifecycle.tuning import load_space, tune
 
 
 class TuneConfig(dg.Config):

@@ -1,6 +1,6 @@
 """Version a retrain with DVC: `dvc commit -f` records every stage's outputs in dvc.lock, then
 `dvc exp save` keeps the workspace as an experiment named by the run's start, pushed when a git
-or DVC remote is set. The dvc command lines themselves are in inttower.dvc_cli, shared with
+or DVC remote is set. The dvc command lines themselves are in inttower_dvc.commands, shared with
 `inttower retrain`."""
 
 import hashlib
@@ -14,14 +14,14 @@ from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import RunContext
 from dagster_project.retraining import CHAMPION_ASSET
 from inttower.config import Params
-from inttower.dvc_cli import (
+from inttower.pipeline.registry import STAGE_LIST
+from inttower_dvc.commands import (
+    experiment_files,
     experiment_name,
     locked_hashes,
     save_experiment,
     why_not_versionable,
 )
-from inttower.pipeline import STAGE_LIST
-from inttower.retrain import experiment_files
 
 VERSIONED_ASSET = "dvc_versioned_artifacts"
 

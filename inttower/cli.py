@@ -15,9 +15,9 @@ from typing import Any
 from inttower.config import Params, load_params, parse_value
 from inttower.errors import InttowerError
 from inttower.io import atomic_path
-from inttower.paths import DATA_DIR_ENV, REPORTS_DIR_ENV, Paths
-from inttower.pipeline import STAGES, run_stage, stage_names
-from inttower.run_lock import run_lock
+from inttower.pipeline.paths import DATA_DIR_ENV, REPORTS_DIR_ENV, Paths
+from inttower.pipeline.registry import STAGES, run_stage, stage_names
+from inttower.pipeline.run_lock import run_lock
 
 log = logging.getLogger("inttower")
 
@@ -132,7 +132,7 @@ def _run_stage(name: str, params: Params, paths: Paths, args: argparse.Namespace
 
 
 def _dvc_yaml(args: argparse.Namespace) -> int:
-    from inttower.dvcfile import render
+    from inttower_dvc.dvcfile import render
 
     text = render()
     target = Path(args.path)
@@ -147,7 +147,7 @@ def _dvc_yaml(args: argparse.Namespace) -> int:
 
 
 def _registry_command(args: argparse.Namespace) -> int:
-    from inttower import champion
+    from inttower.lifecycle import champion
 
     paths = _paths(args)
     if args.command == "champion" and not args.restore:
@@ -164,25 +164,20 @@ def _registry_command(args: argparse.Namespace) -> int:
             record = _restore(paths, args.restore)
         print(json.dumps(record, indent=2, sort_keys=True))
         return 0
-    from inttower.retrain import retrain
+    from inttower.lifecycle.retrain import retrain
+    from inttower_dvc.commands import DvcVersioning
 
     overrides = _overrides(args.set)
     params = load_params(args.params, overrides)
+    versioning = DvcVersioning(Path("."), Path(args.params), overrides)
     with run_lock(paths.data):
-        decision = retrain(
-            params,
-            paths,
-            root=Path("."),
-            params_file=Path(args.params),
-            overrides=overrides,
-            force=args.force,
-        )
+        decision = retrain(params, paths, versioning=versioning, force=args.force)
     print(json.dumps(decision, indent=2, sort_keys=True, default=str))
     return 0
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from inttower.backtest import run_backtest
+    from inttower.lifecycle.backtest import run_backtest
 
     params = load_params(args.params, _overrides(args.set))
     paths = _paths(args)
@@ -193,7 +188,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from inttower.tuning import load_space, tune
+    from inttower.lifecycle.tuning import load_space, tune
 
     params = load_params(args.params, _overrides(args.set))
     space = load_space(args.space, params)
@@ -249,8 +244,8 @@ def _restore(paths: Paths, experiment: str) -> dict[str, Any]:
     """`dvc exp apply` the experiment (fetched first when needed), check its model is the one its
     champion record names, byte for byte, and make it the champion again; the history keeps
     the lines the experiment did not know."""
-    from inttower import champion
-    from inttower.dvc_cli import restore_experiment
+    from inttower.lifecycle import champion
+    from inttower_dvc.commands import restore_experiment
 
     kept = champion.history(paths)
     restore_experiment(Path("."), experiment)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inttower.catalog import writer_of
 from inttower.errors import ArtifactError, StageInputError
+from inttower.pipeline.catalog import writer_of
 
 if TYPE_CHECKING:
     import polars as pl

@@ -32,7 +32,7 @@ UV_TOOL_DIR="$PWD/.venv/tools" UV_TOOL_BIN_DIR="$PWD/.venv/bin" \
 
 # Runs from the CLI appear in `dg dev` only when both use one instance: a project-local,
 # git-ignored DAGSTER_HOME unless one is set already. Its dagster.yaml queues runs one at a
-# time: every run takes the same data folder (inttower/run_lock.py).
+# time: every run takes the same data folder (inttower/pipeline/run_lock.py).
 if ! grep -q 'DAGSTER_HOME' .venv/bin/activate; then
   echo 'export DAGSTER_HOME="${DAGSTER_HOME:-$(dirname "$VIRTUAL_ENV")/.dagster_home}"' >> .venv/bin/activate
 fi

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from inttower.backtest import cutoffs, parse_duration
 from inttower.errors import InttowerError
+from inttower.lifecycle.backtest import cutoffs, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ("seed: 1\nmodel: {hidden_units: [32], heads: 2, head_dim: 8, embedding_dim: 8}\n"

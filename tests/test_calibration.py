@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inttower.calibration import Calibration, fit_calibration
-from inttower.metrics import auc
+from inttower.evaluation.calibration import Calibration, fit_calibration
+from inttower.evaluation.metrics import auc
 
 
 def _drawn(scale: float, bias: float, n: int = 200_000, seed: int = 0):

@@ -22,13 +22,13 @@ import pytest
 import yaml
 
 from dagster_project.definitions import build_definitions
-from dagster_project.metadata import dvc_md5
 from dagster_project.resources import OVERRIDE_TAG, SNAPSHOT_TAG, StorageResource
 from dagster_project.versioning import VERSIONED_ASSET
-from inttower.catalog import RUN_LOCK
 from inttower.config import set_dotted
 from inttower.io import file_md5
-from inttower.pipeline import STAGE_LIST
+from inttower.pipeline.catalog import RUN_LOCK
+from inttower.pipeline.registry import STAGE_LIST
+from inttower_dvc.hashes import dvc_md5
 from tests.helpers import SMALL_TOWERS, copy_project
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
-from inttower.metrics import (
+from inttower.evaluation.metrics import (
     auc,
     average_ranks,
     binary_metrics,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from inttower.dvcfile import DVC_PATHS, render
-from inttower.pipeline import STAGE_LIST, STAGES
+from inttower.pipeline.registry import STAGE_LIST, STAGES
+from inttower_dvc.dvcfile import DVC_PATHS, render
 
 ROOT = Path(__file__).resolve().parent.parent
 

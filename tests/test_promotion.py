@@ -6,7 +6,7 @@ import pytest
 
 from inttower.config import PromotionParams, parse_params
 from inttower.errors import ConfigError
-from inttower.promotion import compare
+from inttower.lifecycle.promotion import compare
 
 CHAMPION = {"auc": 0.83, "logloss": 0.40, "ndcg@10": 0.20}
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from inttower.catalog import RUN_LOCK
-from inttower.run_lock import RunLocked, run_lock
+from inttower.pipeline.catalog import RUN_LOCK
+from inttower.pipeline.run_lock import RunLocked, run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Holds the lock of argv[1] until killed; tells the test it holds it by printing a line.
 HOLDER = """
 import sys, time
-from inttower.run_lock import run_lock
+from inttower.pipeline.run_lock import run_lock
 with run_lock(sys.argv[1], description=sys.argv[2]):
     print("holding", flush=True)
     time.sleep(600)
@@ -88,7 +88,7 @@ def test_a_dvc_session_holds_the_folder_between_its_stages(tmp_path: Path) -> No
     parent (the `dvc` process) and stays held between two children, for everyone but that
     session's next stage. Here this test process plays `dvc repro`."""
     data = tmp_path / "data"
-    stage = "import sys\nfrom inttower.run_lock import run_lock\nwith run_lock(sys.argv[1]): pass"
+    stage = "import sys\nfrom inttower.pipeline.run_lock import run_lock\nwith run_lock(sys.argv[1]): pass"
     subprocess.run(
         [sys.executable, "-c", stage, str(data)], env=_env(DVC_STAGE="train"), check=True
     )
@@ -117,7 +117,7 @@ def test_a_stage_run_through_a_shell_that_waits_names_the_dvc_process(tmp_path: 
     the stage and `dvc`. The record names `dvc` (this test), not the shell, which ends with the
     stage and would leave the folder unheld between two stages."""
     data = tmp_path / "data"
-    stage = "import sys\nfrom inttower.run_lock import run_lock\nwith run_lock(sys.argv[1]): pass"
+    stage = "import sys\nfrom inttower.pipeline.run_lock import run_lock\nwith run_lock(sys.argv[1]): pass"
     command = shlex.join([sys.executable, "-c", stage, str(data)]) + "; true"
     subprocess.run(["sh", "-c", command], env=_env(DVC_STAGE="train"), check=True)
     record = json.loads((data / RUN_LOCK).read_text())

@@ -13,8 +13,8 @@ import yaml
 
 from inttower.errors import InttowerError
 from inttower.io import file_md5
+from inttower.lifecycle.tuning import load_space, tune
 from inttower.training.train import train_model
-from inttower.tuning import load_space, tune
 from tests.helpers import ROOT
 from tests.training.helpers import tiny_params, write_tiny_project
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from inttower.catalog import DOWNLOADS
+from inttower.pipeline.catalog import DOWNLOADS
 from inttower.config import Params
 from inttower.data.download import dataset_spec, fetch_dataset
 from inttower.data.tables import (
@@ -24,7 +24,7 @@ from inttower.data.tables import (
     conform,
 )
 from inttower.errors import DataSourceError
-from inttower.paths import MIRROR_ENV
+from inttower.pipeline.paths import MIRROR_ENV
 
 # u.genre order: the 19 flag columns of u.item.
 ML100K_GENRES = ("unknown", *MOVIELENS_GENRES)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from inttower.paths import MIRROR_ENV
+from inttower.pipeline.paths import MIRROR_ENV
 
 INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.Int64(),

@@ -15,8 +15,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from inttower.evaluation.metrics import (
+    ArrayLike,
+    calibration_table,
+    expected_calibration_error,
+    roc_curve,
+)
 from inttower.io import atomic_path
-from inttower.metrics import ArrayLike, calibration_table, expected_calibration_error, roc_curve
 
 MAX_ROC_POINTS = 500
 

@@ -31,14 +31,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from inttower.calibration import Calibration
 from inttower.config import Params
+from inttower.evaluation.calibration import Calibration
 from inttower.features.encoders import Encoders
 from inttower.io import read_parquet
+from inttower.models.item_cache import ItemCache
 from inttower.models.mf import BiasedMF
-from inttower.models.scorer import ItemCache
 from inttower.models.towers import TwoTowerModel
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 from inttower.serving.features import ITEM_KEY, USER_KEY, latest_features, seen_items
 from inttower.serving.rank import SECONDS_PER_DAY, item_prior, served_scores
 

@@ -14,9 +14,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from inttower.calibration import Calibration
 from inttower.config import Params
 from inttower.errors import StageInputError
+from inttower.evaluation.calibration import Calibration
+from inttower.evaluation.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
 from inttower.evaluation.plots import (
     write_calibration_csv,
     write_cold_warm_png,
@@ -28,14 +29,13 @@ from inttower.evaluation.plots import (
 )
 from inttower.evaluation.ranking import RankingTables, ranking_metrics
 from inttower.features.encoded import LABEL, EncodedSplit, load_fields, load_split, split_path
-from inttower.features.features import dense_columns
+from inttower.features.point_in_time import dense_columns
 from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
-from inttower.metrics import LOGLOSS_EPS, auc, binary_metrics, finite_or_none, logloss
-from inttower.model_card import check_model_lineage
 from inttower.models.mf import BiasedMF, IdsSplit, fit_ids_mf
 from inttower.models.registry import build_model
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 from inttower.training.batching import GROUP_KEY, DeviceSplit, predict_logits
+from inttower.training.card import check_model_lineage
 from inttower.training.device import reproducible, select_device
 
 logger = logging.getLogger("inttower.evaluation")

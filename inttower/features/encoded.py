@@ -13,9 +13,9 @@ from typing import Literal
 
 import torch
 
-from inttower.catalog import SPLITS
 from inttower.errors import StageInputError
 from inttower.io import atomic_path, file_md5, load_tensors, read_json, write_json
+from inttower.pipeline.catalog import SPLITS
 
 FieldKind = Literal["sparse", "sequence", "dense"]
 Tower = Literal["user", "item"]

@@ -13,7 +13,7 @@ import torch
 from inttower.config import EncoderParams
 from inttower.errors import StageInputError
 from inttower.features.encoded import FieldSpec, Tower
-from inttower.features.features import DENSE_ITEM, DENSE_USER, dense_columns, dense_tower
+from inttower.features.point_in_time import DENSE_ITEM, DENSE_USER, dense_columns, dense_tower
 from inttower.io import read_json, write_json
 
 PAD, UNKNOWN = 0, 1

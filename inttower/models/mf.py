@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inttower.metrics import auc
+from inttower.evaluation.metrics import auc
 from inttower.models.layers import known_rows
 
 log = logging.getLogger("inttower.models.mf")

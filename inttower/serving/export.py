@@ -34,9 +34,9 @@ from inttower.config import Params
 from inttower.errors import ConfigError
 from inttower.features.encoded import FieldSpec, load_fields, tower_fields
 from inttower.io import atomic_path, file_md5, write_json
-from inttower.models.scorer import ItemCache
+from inttower.models.item_cache import ItemCache
 from inttower.models.towers import TwoTowerModel
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
 logger = logging.getLogger("inttower.serving")
 
@@ -217,10 +217,10 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
 
     from inttower.features.encoders import Encoders
     from inttower.io import load_tensors, read_json, read_parquet
-    from inttower.model_card import check_model_lineage
     from inttower.models.registry import build_model
     from inttower.serving.features import ITEM_KEY, USER_KEY, latest_features, seen_items
     from inttower.serving.rank import item_prior
+    from inttower.training.card import check_model_lineage
 
     fields = load_fields(paths["encoded"])
     model = build_model(fields, params.model)  # on the CPU: a bundle is built byte for byte

@@ -20,7 +20,7 @@ import torch
 from inttower.config import FeatureParams, SplitParams
 from inttower.features.encoded import tower_fields
 from inttower.features.encoders import Encoders, encode_events
-from inttower.features.features import event_features
+from inttower.features.point_in_time import event_features
 
 SERVE_SPLIT = "serve"  # the probes' split: neither train (priors) nor any reported split
 USER_KEY = "user_raw"

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from inttower.config import Params, parse_params
 from inttower.errors import ConfigError, InttowerError
 from inttower.io import read_json, staging_area, write_json
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
 logger = logging.getLogger("inttower.training")
 

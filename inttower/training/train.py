@@ -13,15 +13,15 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from inttower.calibration import fit_calibration
 from inttower.config import Params
 from inttower.errors import InttowerError
+from inttower.evaluation.calibration import fit_calibration
+from inttower.evaluation.metrics import auc, finite_or_none, logloss
 from inttower.features.encoded import encoded_hashes, load_split, split_path
 from inttower.io import atomic_path, write_json
-from inttower.metrics import auc, finite_or_none, logloss
 from inttower.models.losses import objective_loss
 from inttower.models.registry import build_model
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 from inttower.training import distributed
 from inttower.training.allocator import reused_host_memory
 from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits

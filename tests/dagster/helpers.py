@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from inttower.config import set_dotted
-from inttower.dvc_cli import dvc_executable
+from inttower_dvc.commands import dvc_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

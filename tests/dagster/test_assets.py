@@ -28,7 +28,7 @@ from dagster_project.retraining import CHAMPION_ASSET
 from dagster_project.versioning import VERSIONED_ASSET
 from inttower.config import load_params
 from inttower.io import file_md5, read_json
-from inttower.pipeline import STAGE_LIST, STAGES, stage_names
+from inttower.pipeline.registry import STAGE_LIST, STAGES, stage_names
 
 from .conftest import Retrain
 from .helpers import ROOT, SMALL_PARAMS, dvc, git, write_params

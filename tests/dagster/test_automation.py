@@ -16,8 +16,8 @@ from dagster_project.definitions import build_definitions
 from dagster_project.resources import ParamsResource, StorageResource
 from dagster_project.retraining import CHAMPION_ASSET
 from dagster_project.versioning import VERSIONED_ASSET
-from inttower.champion import lineage
 from inttower.config import load_params
+from inttower.lifecycle.champion import lineage
 
 from .conftest import Retrain
 from .helpers import write_params

@@ -16,9 +16,9 @@ from dagster_project.backtest import BACKTEST
 from dagster_project.definitions import build_definitions
 from dagster_project.partitions import BACKTEST_WINDOWS, register_windows, window_keys
 from dagster_project.resources import StorageResource
-from inttower.backtest import backtest_at
 from inttower.config import load_params
-from inttower.paths import Paths
+from inttower.lifecycle.backtest import backtest_at
+from inttower.pipeline.paths import Paths
 
 from .helpers import SMALL_PARAMS, write_params
 

@@ -20,7 +20,7 @@ from dagster_project.resources import (
     run_params,
 )
 from inttower.errors import ConfigError
-from inttower.paths import DATA_DIR_ENV, MIRROR_ENV
+from inttower.pipeline.paths import DATA_DIR_ENV, MIRROR_ENV
 
 from .conftest import Retrain
 from .helpers import write_params

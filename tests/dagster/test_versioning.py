@@ -11,8 +11,8 @@ import pytest
 
 from dagster_project.retraining import CHAMPION_ASSET
 from dagster_project.versioning import VERSIONED_ASSET
-from inttower.dvc_cli import why_not_versionable
 from inttower.io import file_md5
+from inttower_dvc.commands import why_not_versionable
 
 from .conftest import Retrain
 from .helpers import dvc, git

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inttower.catalog import ARTIFACTS
+from inttower.pipeline.catalog import ARTIFACTS
 from inttower.config import parse_params
 from inttower.data.tables import SourceRef
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "1998-03-01"  # ml-100k runs 1997-09-20 … 1998-04-22: about 10% of it is later

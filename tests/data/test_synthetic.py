@@ -115,7 +115,7 @@ def test_the_oracle_knows_each_events_true_label_probability(tables: RawTables) 
         if chosen.sum() > 500:
             assert abs(labels[chosen].mean() - probability[chosen].mean()) < 0.03, band
     # and it ranks better than any feature could: far above chance
-    from inttower.metrics import auc
+    from inttower.evaluation.metrics import auc
 
     assert auc(labels, probability) > 0.75
 

@@ -11,11 +11,11 @@ import torch
 
 from inttower.errors import StageInputError
 from inttower.evaluation import report
+from inttower.evaluation.metrics import auc
 from inttower.features.encoded import load_fields, load_split
 from inttower.io import load_tensors
-from inttower.metrics import auc
 from inttower.models.registry import build_model
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 from inttower.training.train import train_model
 from tests.training.helpers import tiny_params, write_tiny_project
 

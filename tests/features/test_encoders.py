@@ -18,7 +18,7 @@ from inttower.features.encoders import (
     lookup,
     unknown_shares,
 )
-from inttower.features.features import event_features, item_attributes, user_attributes
+from inttower.features.point_in_time import event_features, item_attributes, user_attributes
 from tests.features.helpers import interactions, split_of
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from inttower.config import FeatureParams, Params, SplitParams
-from inttower.features.features import (
+from inttower.features.point_in_time import (
     RECENT_PSEUDO_COUNT,
     event_features,
     item_attributes,

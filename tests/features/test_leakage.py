@@ -10,7 +10,7 @@ from inttower.data.sources import read_dataset
 from inttower.data.split import label_events, split_events
 from inttower.data.tables import RawTables
 from inttower.features.encoders import fit_encoders
-from inttower.features.features import (
+from inttower.features.point_in_time import (
     GENRE_PROFILE_PREFIX,
     event_features,
     item_attributes,

@@ -10,14 +10,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from inttower import stages
-from inttower.catalog import SPLITS
 from inttower.config import load_params
 from inttower.features import encoded
 from inttower.features.encoders import Encoders, encode_events
 from inttower.io import read_parquet
-from inttower.paths import Paths
-from inttower.pipeline import STAGES
+from inttower.pipeline.catalog import SPLITS
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGES, stages
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from inttower.metrics import auc
+from inttower.evaluation.metrics import auc
 from inttower.models.mf import IdsSplit, MFParams, fit_ids_mf
 
 UNKNOWN = 1

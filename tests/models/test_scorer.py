@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inttower.calibration import Calibration
 from inttower.errors import ConfigError
+from inttower.evaluation.calibration import Calibration
 from inttower.features.encoded import FieldSpec
 from inttower.models import ItemCache, RankingModel, build_model
 

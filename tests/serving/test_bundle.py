@@ -19,10 +19,10 @@ from inttower.errors import ArtifactError, ConfigError, InttowerError
 from inttower.features.encoded import load_fields
 from inttower.features.encoders import Encoders
 from inttower.io import load_tensors, read_parquet
+from inttower.models.item_cache import ItemCache
 from inttower.models.registry import build_model
-from inttower.models.scorer import ItemCache
-from inttower.paths import Paths
-from inttower.pipeline import STAGES, run_stage, stage_names
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGES, run_stage, stage_names
 from inttower.serving.features import ITEM_KEY, USER_KEY, latest_features
 from inttower.serving.scorer import Scorer
 from tests.helpers import ROOT, SMALL_TOWERS
@@ -241,7 +241,7 @@ def test_the_ranking_metrics_score_users_as_the_served_bundle_does(
     """Evaluation's full-catalogue ranking runs the ONNX scorer's computation: on a sample of
     users its logits and served scores over the whole catalogue equal what `inttower score`
     computes, with the same item prior."""
-    from inttower.calibration import Calibration
+    from inttower.evaluation.calibration import Calibration
     from inttower.evaluation.ranking import _served_logits
     from inttower.serving.rank import item_prior, served_scores
 

@@ -13,7 +13,7 @@ import torch
 from inttower.config import Params, parse_params
 from inttower.data.synthetic import empty_oracle
 from inttower.features.encoded import FieldSpec, save_fields, save_split
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
 HISTORY = 4
 FIELDS = [

@@ -17,8 +17,8 @@ import pytest
 from inttower.config import load_params
 from inttower.errors import ConfigError
 from inttower.evaluation.report import evaluate_model
-from inttower.paths import Paths
-from inttower.pipeline import STAGES, run_stage
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGES, run_stage
 from inttower.training.distributed import WORKER_ENV, torchrun_command
 from tests.helpers import ROOT, SMALL_TOWERS
 

@@ -17,11 +17,11 @@ from safetensors.torch import load_file
 import inttower
 import inttower.training.train as train_module
 from inttower.config import Params
+from inttower.evaluation.metrics import auc
 from inttower.features.encoded import load_fields, load_split, save_split
 from inttower.io import file_md5
-from inttower.metrics import auc
 from inttower.models.registry import build_model
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 from inttower.training.batching import DeviceSplit, predict_logits
 from inttower.training.device import DeviceError, native_bf16_flags
 from inttower.training.pages import file_mappings
@@ -183,7 +183,7 @@ import json, os, signal, sys
 from pathlib import Path
 import inttower.training.train as train_module
 from inttower.config import parse_params
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
 raw, data, reports, kill_at = json.loads(sys.argv[1])
 real_loss = train_module.objective_loss

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from inttower import catalog
+from inttower.pipeline import catalog
 
 DATA_DIR_ENV = "INTTOWER_DATA_DIR"
 REPORTS_DIR_ENV = "INTTOWER_REPORTS_DIR"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from inttower.calibration import Calibration
 from inttower.errors import ConfigError
+from inttower.evaluation.calibration import Calibration
 from inttower.models.towers import RankingModel, TwoTowerModel, add_tower_biases
 
 

@@ -8,12 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from inttower.errors import InttowerError
+from inttower.pipeline.paths import Paths
 
 
 class DvcError(InttowerError):
@@ -153,3 +156,30 @@ def restore_experiment(root: Path, name: str) -> None:
         dvc(root, "pull")
     else:
         dvc(root, "checkout")
+
+
+def experiment_files(root: Path, paths: Paths) -> list[Path]:
+    """What an experiment must carry even where git does not track it yet: dvc.lock and the
+    reports (metrics for `dvc exp show`; the champion record, its history and the decision)."""
+    return [root / "dvc.lock", paths.reports]
+
+
+@dataclass(frozen=True)
+class DvcVersioning:
+    """A retrain kept as a DVC experiment of the project at `root`
+    (`inttower.lifecycle.retrain.Versioning`): only when dvc.lock can describe it, i.e. the
+    outputs are the project's data/, made from its params.yaml with no run-config overrides."""
+
+    root: Path
+    params_file: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def why_not(self, paths: Paths) -> str | None:
+        reason = why_not_versionable(self.root, paths.data, self.params_file, self.overrides)
+        return reason or why_no_experiment(self.root)
+
+    def experiment_name(self, started: datetime) -> str:
+        return experiment_name(started)
+
+    def save(self, experiment: str, paths: Paths) -> dict[str, Any]:
+        return save_experiment(self.root, experiment, experiment_files(self.root, paths))

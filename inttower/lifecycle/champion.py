@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inttower.catalog import CHAMPION_BUNDLE
 from inttower.config import Params, parse_params
 from inttower.errors import ConfigError, InttowerError
 from inttower.io import append_jsonl, read_json, write_json
-from inttower.paths import Paths, mirror_dir
-from inttower.promotion import NDCG, compare, describe_checks, quality_checks
+from inttower.lifecycle.promotion import NDCG, compare, describe_checks, quality_checks
+from inttower.pipeline.catalog import CHAMPION_BUNDLE
+from inttower.pipeline.paths import Paths, mirror_dir
 
 # What a model is made of: every params section but the schedule, the checks and the promotion
 # rule (they decide about a model; they do not change it).
@@ -46,7 +46,7 @@ def lineage(params: Params, paths: Paths) -> dict[str, str]:
     """Digests of the data (the source fingerprint, computed now), the code of every stage and
     the model-lineage params: equal lineages build the same model, byte for byte."""
     from inttower.data.fingerprint import source_fingerprint
-    from inttower.pipeline import code_digest
+    from inttower.pipeline.registry import code_digest
 
     fingerprint = source_fingerprint(params, mirror_dir(), paths.downloads)
     data = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
@@ -134,7 +134,7 @@ def score_bundle(bundle: Path, params: Params, paths: Paths, top_k: bool = False
     import polars as pl
 
     from inttower.io import read_parquet
-    from inttower.stages import compute_features
+    from inttower.pipeline.stages import compute_features
 
     files = {name: bundle / name for name in CHAMPION_BUNDLE}
     trained = bundle_params(files)
@@ -165,7 +165,7 @@ def _bundle_ndcg(
 
     import torch
 
-    from inttower.calibration import Calibration
+    from inttower.evaluation.calibration import Calibration
     from inttower.evaluation.ranking import RankingTables, ranking_metrics
     from inttower.features.encoders import Encoders
     from inttower.io import load_tensors
@@ -202,11 +202,11 @@ def score_events(
     """AUC and logloss (fp32, calibrated) of a bundle's model on featured `events`."""
     import torch
 
-    from inttower.calibration import Calibration
+    from inttower.evaluation.calibration import Calibration
+    from inttower.evaluation.metrics import binary_metrics
     from inttower.features.encoded import EncodedSplit
     from inttower.features.encoders import Encoders, encode_events
     from inttower.io import load_tensors
-    from inttower.metrics import binary_metrics
     from inttower.models.registry import build_model
     from inttower.training.batching import DeviceSplit, predict_logits
     from inttower.training.device import reproducible

@@ -1,4 +1,5 @@
-"""Typed parameters loaded from params.yaml: one schema, validated on load."""
+"""The params schema: every section as a strict, frozen pydantic model, validated as a whole, and
+a validation error told as one line with its dotted key."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ import datetime as dt
 import hashlib
 import json
 import re
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from inttower.errors import ConfigError, ParamsFileError
+from inttower.config.cron import validate_cron
+from inttower.errors import ConfigError
 
 DATASETS = (
     "ml-100k",
@@ -332,188 +332,3 @@ def _describe(error: ErrorDetails) -> str:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:59] + "…"
     return f"{message}, got {shown} ({type(value).__name__})"
-
-
-class _ParamsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a repeated key is an error, not a silent override, and `1e-3`
-    is a number as in YAML 1.2 (YAML 1.1 wants `1.0e-3` and would read it as text)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _value in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    first = seen[key_node.value].line + 1
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"key {key_node.value!r} given twice (first on line {first})",
-                        key_node.start_mark,
-                    )
-                seen[key_node.value] = key_node.start_mark
-        return super().construct_mapping(node, deep)
-
-
-_ParamsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def parse_value(key: str, text: str) -> Any:
-    """One `--set key=value` value, read as params.yaml reads values (so `1e-4` is a number)."""
-    try:
-        return yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader: builds no objects
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(key, f"--set value {text!r} is not valid YAML: {problem}") from None
-
-
-def read_params_file(path: Path | str) -> dict[str, Any]:
-    """The raw mapping in a params file; bad bytes, bad YAML and an empty file each fail with the
-    file and, where there is one, the line and column."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError("<file>", f"{path} not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        raise ParamsFileError(
-            path,
-            f"undecodable byte 0x{raw[exc.start]:02x}: expected UTF-8 text",
-            line=raw.count(b"\n", 0, exc.start) + 1,
-            column=exc.start - line_start + 1,
-        ) from None
-    try:
-        loaded = yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader: builds no objects
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "unreadable"
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ParamsFileError(path, f"invalid YAML: {problem}", line, column) from None
-    except yaml.reader.ReaderError as exc:  # a control character: `position` counts characters
-        before = text[: exc.position]
-        raise ParamsFileError(
-            path,
-            f"invalid YAML: {exc.reason} #x{exc.character:04x}",
-            line=before.count("\n") + 1,
-            column=exc.position - (before.rfind("\n") + 1) + 1,
-        ) from None
-    if loaded is None:
-        raise ParamsFileError(
-            path,
-            "file is empty: expected a mapping of parameter sections such as `train:` "
-            "(an empty file would silently mean every default)",
-        )
-    if not isinstance(loaded, dict):
-        raise ConfigError("<root>", f"{path} must hold a mapping, not {type(loaded).__name__}")
-    return loaded
-
-
-def load_params(
-    path: Path | str = "params.yaml", overrides: dict[str, Any] | None = None
-) -> Params:
-    """Load params.yaml, apply dotted-key overrides (`{"train.lr": 0.01}`), then validate."""
-    raw = read_params_file(path)
-    for dotted, value in (overrides or {}).items():
-        set_dotted(raw, dotted, value)
-    return parse_params(raw)
-
-
-def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set `a.b.c` in a nested mapping, creating intermediate sections."""
-    *parents, leaf = dotted.split(".")
-    node = raw
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(dotted, f"{part} is not a section")
-    node[leaf] = value
-
-
-# --- schedule.cron: standard 5-field cron, never wider than what Dagster's schedules accept ----
-
-CRON_SHORTCUTS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# name, lowest, highest, highest that `*` stands for (7 is Sunday again), names from 0 or 1
-_CRON_FIELDS = (
-    ("minute", 0, 59, 59, ()),
-    ("hour", 0, 23, 23, ()),
-    ("day of month", 1, 31, 31, ()),
-    ("month", 1, 12, 12, _MONTH_NAMES),
-    ("day of week", 0, 7, 6, _WEEKDAY_NAMES),
-)
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def validate_cron(expression: str) -> str:
-    """`expression` if it is a standard cron (5 fields or an @daily-style shortcut); else a
-    ValueError saying which field is wrong, so a bad schedule fails at load, not in Dagster."""
-    if expression in CRON_SHORTCUTS:
-        return expression
-    fields = expression.split()
-    if expression.startswith("@"):
-        raise ValueError(
-            f"unknown shortcut {expression!r}: expected one of {', '.join(CRON_SHORTCUTS)}"
-        )
-    if len(fields) != 5:
-        raise ValueError(
-            f"{expression!r} has {len(fields)} fields: expected 5 (minute hour day-of-month "
-            f"month day-of-week, e.g. '0 3 * * 1') or one of {', '.join(CRON_SHORTCUTS)}"
-        )
-    chosen = [_cron_field(text, *spec) for text, spec in zip(fields, _CRON_FIELDS, strict=True)]
-    days, months = chosen[2], chosen[3]
-    if min(days) > max(_DAYS_IN_MONTH[month - 1] for month in months):
-        raise ValueError(f"{expression!r}: day of month {fields[2]} never occurs in {fields[3]}")
-    return expression
-
-
-def _cron_field(
-    text: str, name: str, low: int, high: int, star_high: int, names: tuple[str, ...]
-) -> set[int]:
-    """The values one cron field selects: `*`, `n`, `a-b`, `*/n`, `a-b/n`, comma-separated."""
-    values: set[int] = set()
-    for item in text.split(","):
-        base, slash, step_text = item.partition("/")
-        if base == "*":
-            start, stop = low, star_high
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            start, stop = (
-                _cron_value(part, item, name, low, high, names) for part in (first, last)
-            )
-            if start > stop:
-                raise ValueError(f"{name} {item!r}: the range runs backwards")
-        elif slash:
-            raise ValueError(f"{name} {item!r}: a step needs `*` or a range, e.g. {base}-{high}/n")
-        else:
-            start = stop = _cron_value(base, item, name, low, high, names)
-        step = 1
-        if slash:
-            if not (step_text.isascii() and step_text.isdigit()):
-                raise ValueError(f"{name} {item!r}: the step {step_text!r} is not a number")
-            step = int(step_text)
-            if not 1 <= step <= max(stop - start, 1):
-                raise ValueError(
-                    f"{name} {item!r}: the step must be between 1 and {max(stop - start, 1)}"
-                )
-        values.update(range(start, stop + 1, step))
-    return values
-
-
-def _cron_value(
-    text: str, item: str, name: str, low: int, high: int, names: tuple[str, ...]
-) -> int:
-    if text.isascii() and text.isdigit():
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"{name} {item!r}: {value} is outside {low}-{high}")
-        return value
-    if text.lower() in names:
-        return names.index(text.lower()) + (1 if name == "month" else 0)
-    expected = f"a number {low}-{high}" + (f" or a name such as {names[1]!r}" if names else "")
-    raise ValueError(f"{name} {item!r}: {text!r} is not {expected}")

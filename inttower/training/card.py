@@ -6,7 +6,7 @@ from inttower.config import Params
 from inttower.errors import StageInputError
 from inttower.features.encoded import encoded_hashes
 from inttower.io import read_json
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
 
 def check_model_lineage(params: Params, paths: Paths) -> None:

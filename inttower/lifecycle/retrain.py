@@ -1,27 +1,21 @@
 """A retrain is a decision: train only when something the model is made of changed, score the
 challenger and the champion on the same fresh test window, promote only a model that passes
-the blocking checks and is not worse, and leave every retrain as a DVC experiment."""
+the blocking checks and is not worse, and leave every retrain as an experiment of the front
+end's versioning (a DVC experiment from the CLI and Dagster: `inttower_dvc`)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from inttower.champion import decide, lineage, now, why_nothing_to_do
 from inttower.config import Params
-from inttower.dvc_cli import (
-    experiment_name,
-    save_experiment,
-    why_no_experiment,
-    why_not_versionable,
-)
 from inttower.io import append_jsonl
-from inttower.paths import Paths
-from inttower.pipeline import STAGE_LIST, run_stage
+from inttower.lifecycle.champion import decide, lineage, now, why_nothing_to_do
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGE_LIST, run_stage
 
-log = logging.getLogger("inttower.retrain")
+log = logging.getLogger("inttower.lifecycle.retrain")
 
 
 def plan(params: Params, paths: Paths, force: bool = False) -> tuple[dict[str, str], str | None]:
@@ -37,19 +31,26 @@ def record_skip(paths: Paths, front_end: str, current: dict[str, str], reason: s
     return skipped
 
 
-def experiment_files(root: Path, paths: Paths) -> list[Path]:
-    """What an experiment must carry even where git does not track it yet: dvc.lock and the
-    reports (metrics for `dvc exp show`; the champion record, its history and the decision)."""
-    return [root / "dvc.lock", paths.reports]
+class Versioning(Protocol):
+    """Where a retrain is kept, supplied by the front end (`inttower_dvc.DvcVersioning` for a DVC
+    project): the library decides what to keep and never runs a versioning tool itself."""
+
+    def why_not(self, paths: Paths) -> str | None:
+        """Why a retrain into `paths` cannot be kept as an experiment; None when it can."""
+        ...
+
+    def experiment_name(self, started: datetime) -> str: ...
+
+    def save(self, experiment: str, paths: Paths) -> dict[str, Any]:
+        """Keep the workspace (data, dvc.lock, reports) as `experiment`; what was kept where."""
+        ...
 
 
 def retrain(
     params: Params,
     paths: Paths,
     *,
-    root: Path,
-    params_file: Path,
-    overrides: dict[str, Any],
+    versioning: Versioning,
     front_end: str = "cli",
     force: bool = False,
 ) -> dict[str, Any]:
@@ -62,15 +63,13 @@ def retrain(
     for stage in STAGE_LIST:
         log.info("retrain: stage %s", stage.name)
         run_stage(stage, params, paths, front_end=front_end)
-    not_versioned = why_not_versionable(root, paths.data, params_file, overrides) or (
-        why_no_experiment(root)
-    )
-    experiment = None if not_versioned else experiment_name(started)
+    not_versioned = versioning.why_not(paths)
+    experiment = None if not_versioned else versioning.experiment_name(started)
     decision = decide(params, paths, current, experiment)
     if experiment is None:
         decision["versioning"] = {"skipped": not_versioned}
     else:
-        decision["versioning"] = save_experiment(root, experiment, experiment_files(root, paths))
+        decision["versioning"] = versioning.save(experiment, paths)
     append_jsonl(
         {"stage": "retrain", "front_end": front_end,
          **{key: decision[key] for key in ("decision", "reason", "decided_at", "versioning")}},

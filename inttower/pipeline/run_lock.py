@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inttower.catalog import RUN_LOCK
 from inttower.errors import InttowerError
+from inttower.pipeline.catalog import RUN_LOCK
 
 # Set by DVC for every stage command it runs (dvc/stage/run.py): the command is one step of a
 # `dvc repro` (or `dvc exp run`) session whose process is our parent.

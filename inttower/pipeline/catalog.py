@@ -28,7 +28,7 @@ CHECKPOINTS = "checkpoints"  # per-epoch training state, for `inttower train --r
 STAGING = ".staging"  # temporary files of atomic writes, renamed into place when complete
 RUN_LOG = "logs/runs.jsonl"  # timings and host facts of every stage run: never versioned
 RUN_LOCK = ".inttower.lock"  # one run at a time per data directory
-# The champion registry (inttower/champion.py): written by a retrain's decision, not by a stage.
+# The champion registry (inttower/lifecycle/champion.py): written by a retrain's decision, not by a stage.
 REGISTRY = "registry/champion"  # under the data directory: the champion's bundle
 CHAMPION = "champion.json"  # under the reports directory: the record `inttower champion` prints
 CHAMPION_HISTORY = "champion_history.jsonl"  # every promotion and restore

@@ -7,15 +7,15 @@ from typing import Any
 
 import yaml
 
-from inttower.catalog import ARTIFACTS
-from inttower.paths import Paths
-from inttower.pipeline import STAGE_LIST, Stage
+from inttower.pipeline.catalog import ARTIFACTS
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGE_LIST, Stage
 
 DVC_PATHS = Paths(data=Path("data"), reports=Path("reports"))
 
 HEADER = (
-    "# Generated from inttower/pipeline.py and inttower/catalog.py by `inttower dvc-yaml`;\n"
-    "# do not edit by hand. Stage outputs always go to data/ and reports/ here (the CLI's\n"
+    "# Generated from inttower/pipeline/registry.py and inttower/pipeline/catalog.py by\n"
+    "# `inttower dvc-yaml`; do not edit by hand. Stage outputs always go to data/ and reports/ here (the CLI's\n"
     "# --data-dir), whatever INTTOWER_DATA_DIR says. Code deps are each stage's import closure.\n"
     "# persist: DVC must not delete outputs before a stage runs: a stage that fails (or finds\n"
     "# the data folder locked by another run) leaves what the last good run produced in place.\n"

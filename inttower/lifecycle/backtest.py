@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from inttower.catalog import BACKTEST, BACKTEST_CHART, BACKTEST_WORK
-from inttower.champion import bundle_sources, lineage, score_events
 from inttower.config import Params, format_instant
 from inttower.errors import InttowerError
+from inttower.evaluation.metrics import auc, finite_or_none
 from inttower.io import read_json, read_parquet, write_json
-from inttower.metrics import auc, finite_or_none
-from inttower.paths import Paths
-from inttower.pipeline import STAGE_LIST, run_stage
+from inttower.lifecycle.champion import bundle_sources, lineage, score_events
+from inttower.pipeline.catalog import BACKTEST, BACKTEST_CHART, BACKTEST_WORK
+from inttower.pipeline.paths import Paths
+from inttower.pipeline.registry import STAGE_LIST, run_stage
 
-log = logging.getLogger("inttower.backtest")
+log = logging.getLogger("inttower.lifecycle.backtest")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 _DURATION = re.compile(r"\s*(\d+)\s*([smhdw])\s*")

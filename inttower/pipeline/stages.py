@@ -5,7 +5,7 @@ shows as materialization metadata. Outputs are written atomically and only after
 passed, so a failed stage leaves what earlier runs produced untouched.
 
 Library modules are imported inside each function: a stage's code dependencies are the import
-closure of its function (inttower/code_deps.py), so module-level imports here would make every
+closure of its function (inttower/pipeline/code_deps.py), so module-level imports here would make every
 stage depend on every other stage's code.
 """
 
@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from inttower.catalog import SPLITS, TABLES
 from inttower.config import FeatureParams, Params, SplitParams
 from inttower.errors import InttowerError, StageInputError
 from inttower.io import read_json, read_parquet, write_json, write_parquet
-from inttower.paths import Paths, mirror_dir
+from inttower.pipeline.catalog import SPLITS, TABLES
+from inttower.pipeline.paths import Paths, mirror_dir
 
 if TYPE_CHECKING:
     from inttower.data.tables import RawTables
 
-log = logging.getLogger("inttower.stages")
+log = logging.getLogger("inttower.pipeline.stages")
 
 
 def source(params: Params, paths: Paths) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def compute_features(
 ) -> tuple[pl.DataFrame, dict[str, float], pl.DataFrame, pl.DataFrame]:
     """(events, priors, users, items) from the split events and validated tables: the features
     stage's computation, also used to score a champion built with other feature params."""
-    from inttower.features.features import event_features, item_attributes, user_attributes
+    from inttower.features.point_in_time import event_features, item_attributes, user_attributes
 
     validated_items = read_parquet(paths["validated.items"])
     events, priors = event_features(
@@ -142,7 +142,7 @@ def compute_features(
 
 def features(params: Params, paths: Paths) -> dict[str, Any]:
     """Point-in-time event features plus static user and item attributes."""
-    from inttower.features.features import feature_summary
+    from inttower.features.point_in_time import feature_summary
 
     events, priors, users, items = compute_features(params.features, params.split, paths)
     write_parquet(events, paths["features.events"])

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "inttower"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = PACKAGE_DIR.parent
 
 

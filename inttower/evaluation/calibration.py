@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from inttower.metrics import logloss
+from inttower.evaluation.metrics import logloss
 
 Method = Literal["none", "temperature", "platt"]  # simplest first: ties go to the simpler
 Request = Method | Literal["auto"]

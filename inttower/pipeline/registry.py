@@ -18,10 +18,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from inttower import catalog, code_deps, stages
 from inttower.config import Params
 from inttower.io import append_jsonl, staging_area
-from inttower.paths import Paths
+from inttower.pipeline import catalog, code_deps, stages
+from inttower.pipeline.paths import Paths
 
 REPO_ROOT = code_deps.REPO_ROOT
 # Summaries may carry timings under this key: they go to the run log, never into an output.

@@ -25,9 +25,9 @@ import yaml
 from inttower.config import Params, parse_params, set_dotted
 from inttower.errors import InttowerError
 from inttower.io import write_json
-from inttower.paths import Paths
+from inttower.pipeline.paths import Paths
 
-log = logging.getLogger("inttower.tuning")
+log = logging.getLogger("inttower.lifecycle.tuning")
 
 STUDY_FOLDER = "tune"  # under the data directory
 STUDY_FILE = "study.db"

@@ -1,7 +1,7 @@
 """The torchrun worker Dagster launches: rank 0 talks Dagster Pipes, every rank trains.
 
 `dagster_pipes` is Dagster's small protocol library (no Dagster install needed in an image);
-the training itself is `inttower.training.distributed.run_worker`, as under the CLI.
+the training itself is `inttower.training.worker.run_worker`, as under the CLI.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from inttower.training.distributed import run_worker
+from inttower.training.worker import run_worker
 
 
 class _ToPipes(logging.Handler):

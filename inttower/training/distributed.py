@@ -1,7 +1,8 @@
 """Data-parallel training on PyTorch's own engine: DistributedDataParallel, launched by torchrun.
 
 With `train.nproc × train.nnodes > 1` the train stage does not train in its own process: it
-launches `python -m torch.distributed.run` (torchrun) with this module as the worker, and waits.
+launches `python -m torch.distributed.run` (torchrun) with `inttower.training.worker` as the
+worker, and waits.
 Every rank builds the same model from the same seed, reads its own shard of each global batch
 (the epoch's permutation is the same on every rank), and DDP all-reduces the gradients; rank 0
 alone validates (the scores are broadcast, so every rank stops at the same epoch), checkpoints,
@@ -16,28 +17,25 @@ needs no scaling. (The contrastive term's in-batch negatives are per rank: N tim
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from inttower.config import Params, parse_params
+from inttower.config import Params
 from inttower.errors import ConfigError, InttowerError
-from inttower.io import read_json, staging_area, write_json
+from inttower.io import read_json, write_json
 from inttower.pipeline.paths import Paths
 
 logger = logging.getLogger("inttower.training")
 
-WORKER_MODULE = "inttower.training.distributed"
+WORKER_MODULE = "inttower.training.worker"
 WORKER_ENV = "INTTOWER_DDP_WORKER"  # set for the workers torchrun starts: they train, never launch
 RDZV_ENDPOINT_ENV = "INTTOWER_RDZV_ENDPOINT"  # host:port of the rendezvous, for nnodes > 1
 RDZV_ID_ENV = "INTTOWER_RDZV_ID"
@@ -170,38 +168,3 @@ def join(device_type: str) -> Rank:
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def run_worker(argv: list[str] | None = None) -> tuple[dict[str, Any] | None, Path]:
-    """A torchrun worker: train with the launcher's params snapshot. Returns rank 0's summary
-    (None on the other ranks), already written where the launcher reads it, and that path."""
-    parser = argparse.ArgumentParser(prog=WORKER_MODULE)
-    parser.add_argument("--params", required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--reports-dir", required=True)
-    parser.add_argument("--summary", required=True)
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("INTTOWER_LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s rank {os.environ.get('RANK', '?')} %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    from inttower.training.train import train_model
-
-    params = parse_params(json.loads(Path(args.params).read_text()))
-    paths = Paths(data=Path(args.data_dir), reports=Path(args.reports_dir))
-    with staging_area(paths.staging):
-        summary = train_model(params, paths, resume=args.resume, progress=False)
-    if summary is not None:  # rank 0
-        write_json(summary, Path(args.summary))
-    return summary, Path(args.summary)
-
-
-def main(argv: list[str] | None = None) -> int:
-    run_worker(argv)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ stages at 25M events takes over an hour on a CPU; the layout is exactly what `en
 `DeviceSplit` consumes, only the rows repeat.
 
 Each (size, precision, batch size): a fresh model (same seed), a few warm-up steps, then steps of
-the training loop's own body (inttower.training.train._train_epoch: zero_grad, autocast forward,
+the training loop's own body (inttower.training.train.Trainer.step: zero_grad, autocast forward,
 objective_loss, scaler backward and step) over one epoch's permutation, until the epoch ends or
 `--max-seconds` pass; samples/s over the timed steps (the permutation is timed apart). At each
 batch size the floor: FLOPs of one real step (torch's flop counter) into the GEMM rate measured
@@ -45,7 +45,7 @@ from inttower.pipeline.registry import STAGES
 from inttower.training.batching import GROUP_KEY, ITEM_KEY, Batch, DeviceSplit
 from inttower.training.device import Precision, select_device
 from inttower.training.flops import linear_shapes, sgemm_gflops, step_flops
-from inttower.training.train import _train_epoch, build_optimizer
+from inttower.training.train import Trainer, build_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", "encode"]
@@ -115,7 +115,7 @@ def train_step(
     batch: Batch,
     params: Params,
 ) -> torch.Tensor:
-    """The body of `_train_epoch`'s loop, as it is there (the progress bar aside)."""
+    """`Trainer.step`, as it is there."""
     optimizer.zero_grad(set_to_none=True)
     with precision.autocast():
         output = model(batch.inputs)
@@ -324,7 +324,7 @@ def timed_steps(
 def loop_epoch(
     data: DeviceSplit, fields: list, params: Params, precision_name: str, device: torch.device
 ) -> dict[str, Any]:
-    """One whole epoch through the training loop's own `_train_epoch` (after a warm-up epoch's
+    """One whole epoch through the training loop's own `Trainer.train_epoch` (after a warm-up epoch's
     first steps), at the default batch size: the figure `inttower train` itself would log."""
     with matmul_precision(precision_name):
         precision = precision_for(precision_name, device)
@@ -337,9 +337,8 @@ def loop_epoch(
                 break
             train_step(model, optimizer, scaler, precision, batch, params)
         _sync(device)
-        loss, seconds = _train_epoch(
-            model, model, optimizer, scaler, precision, data, params, 1, False, None
-        )
+        trainer = Trainer.around(params, model, optimizer, scaler, precision, data)
+        loss, seconds = trainer.train_epoch(1)
     return {
         "precision": precision_name,
         "batch_size": params.train.batch_size,
@@ -580,8 +579,10 @@ def main() -> None:
             found = _guarded("sync points", lambda: sync_points(first, fields, params, device))
             _log(f"  host-device syncs in one bf16 step: {found}")
             record(PART, {"host_device_syncs_in_one_bf16_step": found})
-        epoch = _guarded("_train_epoch", lambda: loop_epoch(first, fields, params, "bf16", device))
-        _log(f"  _train_epoch itself, bf16, {len(first):,} rows: {epoch}")
+        epoch = _guarded(
+            "Trainer.train_epoch", lambda: loop_epoch(first, fields, params, "bf16", device)
+        )
+        _log(f"  Trainer.train_epoch itself, bf16, {len(first):,} rows: {epoch}")
         record(PART, {"train_epoch_bf16_default_batch": epoch})
 
         runs: list[dict[str, Any]] = []

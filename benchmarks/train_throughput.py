@@ -88,15 +88,14 @@ def _floor(model, train_data, precision, params) -> float:
 
 def _profile(model, optimizer, scaler, precision, train_data, params) -> None:
     """Where a training epoch's time goes: torch.profiler over one more epoch of the loop's own
-    `_train_epoch`, the top operators by self CPU time and their share of the total."""
+    `Trainer.train_epoch`, the top operators by self CPU time and their share of the total."""
     from torch.profiler import ProfilerActivity, profile
 
-    from inttower.training.train import _train_epoch
+    from inttower.training.train import Trainer
 
     steps = train_data.n_batches(params.train.batch_size)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        _train_epoch(model, model, optimizer, scaler, precision, train_data, params, 99, False,
-                     None)  # fmt: skip
+        Trainer.around(params, model, optimizer, scaler, precision, train_data).train_epoch(99)
     events = profiler.key_averages()
     total = sum(event.self_cpu_time_total for event in events)
     print(f"  profile of one epoch ({steps} steps): {total / 1e3 / steps:.1f} ms per step")
@@ -137,7 +136,7 @@ def main() -> None:
     from inttower.training.batching import DeviceSplit
     from inttower.training.device import Precision, reproducible, select_device
     from inttower.training.flops import cpu_model
-    from inttower.training.train import _train_epoch, _validate, build_optimizer
+    from inttower.training.train import Trainer, _validate, build_optimizer
 
     print(
         f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability "
@@ -179,12 +178,12 @@ def main() -> None:
                 )
                 floor = _floor(model, train_data, precision, params)
                 stepped = torch.compile(model) if args.compile else model
+                trainer = Trainer.around(
+                    params, model, optimizer, scaler, precision, train_data, stepped
+                )
                 for epoch in range(1, args.epochs + 2):
                     started = time.perf_counter()
-                    _, train_seconds = _train_epoch(
-                        stepped, model, optimizer, scaler, precision, train_data, params, epoch,
-                        False, None,
-                    )  # fmt: skip
+                    _, train_seconds = trainer.train_epoch(epoch)
                     validated = time.perf_counter()
                     valid_auc, _ = _validate(model, valid_data)
                     valid_rate = len(valid_data) / (time.perf_counter() - validated)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +28,8 @@ from inttower.models.registry import build_model
 from inttower.pipeline.paths import Paths
 from inttower.training import distributed
 from inttower.training.allocator import reused_host_memory
-from inttower.training.batching import DeviceSplit, epoch_seed, predict_logits
+from inttower.training.batching import Batch, DeviceSplit, epoch_seed, predict_logits
+from inttower.training.card import model_card
 from inttower.training.checkpoint import (
     TrainingState,
     clear_checkpoints,
@@ -84,16 +89,61 @@ def _train(
 ) -> dict[str, Any] | None:
     if rank is not None and device.type == "cuda":
         device = torch.device("cuda", rank.local_rank)
-    main = rank is None or rank.is_main
-    world = 1 if rank is None else rank.world_size
-    precision = Precision.for_device(device, params.train.precision)
     started = time.perf_counter()
     with reproducible(params, device), reused_host_memory(device):
+        trainer = Trainer.start(params, paths, device, rank, resume, progress)
+        while not trainer.state.finished:
+            trainer.epoch(on_epoch)
+        if not trainer.main:
+            return None
+        card = trainer.finish()
+    return trainer.summary(card, time.perf_counter() - started)
+
+
+@dataclass
+class Trainer:
+    """One training run: the model (and its DDP wrapper), optimiser, loss scaler, precision, the
+    splits on the device and the state a checkpoint keeps; `epoch` runs one, `finish` keeps the
+    best weights, calibrated, with their card. Built inside `reproducible`: its seed makes the
+    weights."""
+
+    params: Params
+    paths: Paths
+    device: torch.device
+    rank: distributed.Rank | None
+    precision: Precision
+    model: torch.nn.Module
+    stepped: torch.nn.Module  # what runs the forward: the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_data: DeviceSplit
+    valid_data: DeviceSplit
+    hashes: dict[str, str]  # the encoded files' md5s: the card's data lineage
+    fingerprint: str  # what a checkpoint must match to be resumed
+    state: TrainingState
+    best_state: dict[str, torch.Tensor]
+    progress: bool
+    resumed_from: int | None = None
+    epoch_seconds: list[float] = field(default_factory=list)  # this process's (the run log's)
+
+    @classmethod
+    def start(
+        cls,
+        params: Params,
+        paths: Paths,
+        device: torch.device,
+        rank: distributed.Rank | None,
+        resume: bool,
+        progress: bool,
+    ) -> Trainer:
+        """Load the splits, build the model from the seed, and resume a matching checkpoint (or
+        clear stale ones)."""
+        main = rank is None or rank.is_main
+        precision = Precision.for_device(device, params.train.precision)
         train_split = load_split(paths["encoded"], "train")
         valid_split = load_split(paths["encoded"], "valid")
         hashes = encoded_hashes(paths["encoded"])
         fingerprint = _checkpoint_fingerprint(params, device, hashes)
-
         model = build_model(train_split.fields, params.model).to(device)
         # every rank built the same weights from the same seed; DDP all-reduces the gradients
         stepped = model if rank is None else _data_parallel(model, device)
@@ -110,130 +160,248 @@ def _train(
             state, best_state = restored
             if main:
                 logger.info("resuming after epoch %d from %s", state.epoch, paths.checkpoints)
-        resumed_from = state.epoch if restored is not None else None
-        epoch_seconds: list[float] = []  # this process's epochs only (the run log's business)
-
-        train_data = DeviceSplit(train_split, device)
-        valid_data = DeviceSplit(valid_split, device)
-        del train_split, valid_split
-        monitor_valid = _has_both_classes(valid_data)
-        if not monitor_valid and main:
+        trainer = cls(
+            params=params,
+            paths=paths,
+            device=device,
+            rank=rank,
+            precision=precision,
+            model=model,
+            stepped=stepped,
+            optimizer=optimizer,
+            scaler=scaler,
+            train_data=DeviceSplit(train_split, device),
+            valid_data=DeviceSplit(valid_split, device),
+            hashes=hashes,
+            fingerprint=fingerprint,
+            state=state,
+            best_state=best_state,
+            progress=progress and main,
+            resumed_from=state.epoch if restored is not None else None,
+        )
+        if not trainer.monitor_valid and main:
             logger.warning(
                 "validation split lacks a label class: no early stopping, last epoch kept"
             )
+        return trainer
 
-        while not state.finished:
-            epoch = state.epoch + 1
-            epoch_started = time.perf_counter()
-            last_auc = state.history[-1]["valid_auc"] if state.history else None
-            mean_loss, train_seconds = _train_epoch(
-                stepped, model, optimizer, scaler, precision, train_data, params, epoch,
-                progress and main, last_auc, rank,
-            )  # fmt: skip
-            if not math.isfinite(mean_loss):
-                raise TrainingError(
-                    f"training diverged in epoch {epoch}: mean loss is {mean_loss}; "
-                    f"lower train.lr (now {params.train.lr:g})"
-                )
-            # the pass over a mapped split is done: its pages go back to the file cache, so
-            # peak RSS is one pass's, not the train and valid splits' together
-            release_file_pages(split_path(paths["encoded"], "train"))
-            valid_auc, valid_logloss = _shared(_validate, model, valid_data, rank)
-            release_file_pages(split_path(paths["encoded"], "valid"))
-            improved = not monitor_valid or _beats(valid_auc, state.best_auc)
-            if improved:
-                state.best_epoch, state.best_auc = epoch, finite_or_none(valid_auc)
-                state.epochs_without_gain = 0
-                best_state = model_state(model)
-            else:
-                state.epochs_without_gain += 1
-            state.epoch = epoch
-            state.finished = _stopped_early(state, params) or epoch >= params.train.epochs
-            state.train_seconds += train_seconds
-            state.samples_seen += len(train_data)
-            seconds = time.perf_counter() - epoch_started
-            # no timings here: history is versioned and must be identical across identical runs
-            state.history.append(
-                {
-                    "epoch": epoch,
-                    "loss": finite_or_none(mean_loss),
-                    "valid_auc": finite_or_none(valid_auc),
-                    "valid_logloss": finite_or_none(valid_logloss),
-                }
-            )
-            epoch_seconds.append(round(seconds, 4))
-            if not main:
-                continue
-            save_checkpoint(
-                paths.checkpoints, fingerprint, state, model, optimizer, scaler, best_state
-            )
-            logger.info(
-                "epoch %d/%d loss=%.5f valid_auc=%.5f valid_logloss=%.5f (%.1fs)%s",
-                epoch, params.train.epochs, mean_loss, valid_auc, valid_logloss, seconds,
-                " best" if improved else "",
-            )  # fmt: skip
-            if on_epoch is not None:
-                on_epoch(epoch, valid_auc)
-            if _stopped_early(state, params):
-                logger.info(
-                    "early stop: no validation-AUC gain for %d epochs; keeping epoch %d",
-                    params.train.patience,
-                    state.best_epoch,
-                )
-
-        if not main:
-            return None
-        model.load_state_dict(best_state)
-        best_row = state.history[state.best_epoch - 1]
-        # post-hoc calibration of the kept weights, on validation only (test stays unseen)
-        valid_logits = predict_logits(model, valid_data, PREDICT_BATCH).numpy()
-        calibration = fit_calibration(
-            valid_logits, valid_data.labels.cpu().numpy(), params.train.calibration
+    @classmethod
+    def around(
+        cls,
+        params: Params,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        precision: Precision,
+        train_data: DeviceSplit,
+        stepped: torch.nn.Module | None = None,
+    ) -> Trainer:
+        """A trainer over a model built elsewhere, to time its epochs (benchmarks/): one process,
+        no checkpoints, no validation; `finish` is not for it."""
+        return cls(
+            params=params,
+            paths=Paths(data=Path(os.devnull)),
+            device=train_data.device,
+            rank=None,
+            precision=precision,
+            model=model,
+            stepped=model if stepped is None else stepped,
+            optimizer=optimizer,
+            scaler=scaler,
+            train_data=train_data,
+            valid_data=train_data,
+            hashes={},
+            fingerprint="",
+            state=TrainingState(),
+            best_state={},
+            progress=False,
         )
-        card = {
-            "model": params.model.name,
-            "as_of": params.data.as_of,
-            "params": params.model_dump(mode="json"),
-            "data_md5": hashes,
-            "best_epoch": state.best_epoch,
-            "epochs_run": state.epoch,
-            "stopped_early": _stopped_early(state, params),
-            "history": state.history,
-            "valid": {"auc": best_row["valid_auc"], "logloss": best_row["valid_logloss"]},
-            "n_parameters": model.n_parameters(),
-            "n_train": len(train_data),
-            "n_valid": len(valid_data),
-            "device": str(device),
-            "world_size": world,
-            "precision": precision.name,
-            "torch_version": torch.__version__,
-        }
+
+    @property
+    def main(self) -> bool:
+        return self.rank is None or self.rank.is_main
+
+    @property
+    def world(self) -> int:
+        return 1 if self.rank is None else self.rank.world_size
+
+    @cached_property
+    def monitor_valid(self) -> bool:
+        return _has_both_classes(self.valid_data)
+
+    def epoch(self, on_epoch: Callable[[int, float], None] | None = None) -> None:
+        """Train one epoch, validate, keep the weights if they are the best yet, checkpoint."""
+        params, state = self.params, self.state
+        epoch = state.epoch + 1
+        epoch_started = time.perf_counter()
+        mean_loss, train_seconds = self.train_epoch(epoch)
+        if not math.isfinite(mean_loss):
+            raise TrainingError(
+                f"training diverged in epoch {epoch}: mean loss is {mean_loss}; "
+                f"lower train.lr (now {params.train.lr:g})"
+            )
+        # the pass over a mapped split is done: its pages go back to the file cache, so
+        # peak RSS is one pass's, not the train and valid splits' together
+        release_file_pages(split_path(self.paths["encoded"], "train"))
+        valid_auc, valid_logloss = _shared(_validate, self.model, self.valid_data, self.rank)
+        release_file_pages(split_path(self.paths["encoded"], "valid"))
+        improved = not self.monitor_valid or _beats(valid_auc, state.best_auc)
+        if improved:
+            state.best_epoch, state.best_auc = epoch, finite_or_none(valid_auc)
+            state.epochs_without_gain = 0
+            self.best_state = model_state(self.model)
+        else:
+            state.epochs_without_gain += 1
+        state.epoch = epoch
+        state.finished = _stopped_early(state, params) or epoch >= params.train.epochs
+        state.train_seconds += train_seconds
+        state.samples_seen += len(self.train_data)
+        seconds = time.perf_counter() - epoch_started
+        # no timings here: history is versioned and must be identical across identical runs
+        state.history.append(
+            {
+                "epoch": epoch,
+                "loss": finite_or_none(mean_loss),
+                "valid_auc": finite_or_none(valid_auc),
+                "valid_logloss": finite_or_none(valid_logloss),
+            }
+        )
+        self.epoch_seconds.append(round(seconds, 4))
+        if not self.main:
+            return
+        save_checkpoint(
+            self.paths.checkpoints,
+            self.fingerprint,
+            state,
+            self.model,
+            self.optimizer,
+            self.scaler,
+            self.best_state,
+        )
+        best = " best" if improved else ""
+        logger.info(
+            "epoch %d/%d loss=%.5f valid_auc=%.5f valid_logloss=%.5f (%.1fs)%s",
+            *(epoch, params.train.epochs, mean_loss, valid_auc, valid_logloss, seconds, best),
+        )
+        if on_epoch is not None:
+            on_epoch(epoch, valid_auc)
+        if _stopped_early(state, params):
+            logger.info(
+                "early stop: no validation-AUC gain for %d epochs; keeping epoch %d",
+                params.train.patience,
+                state.best_epoch,
+            )
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the shuffled train split (this rank's shard of every batch); the mean
+        loss over the whole split and the seconds spent."""
+        params, data = self.params, self.train_data
+        # dropout draws from the global generator: reseed it per epoch so a resumed run matches
+        torch.manual_seed(
+            epoch_seed(params.seed, epoch, 0 if self.rank is None else self.rank.rank)
+        )
+        self.model.train()
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
+        rows = 0
+        n_batches = data.n_batches(params.train.batch_size)
+        last_auc = self.state.history[-1]["valid_auc"] if self.state.history else None
+        bar = tqdm(
+            total=n_batches,
+            desc=f"epoch {epoch}/{params.train.epochs}",
+            file=sys.stderr,
+            disable=not (self.progress and sys.stderr.isatty()),  # bars fill non-terminal logs
+            leave=False,
+            dynamic_ncols=True,
+        )
+        shard = None if self.rank is None else self.rank.shard
+        batches = data.shuffled(params.train.batch_size, params.seed, epoch, shard)
+        with bar:
+            for step, batch in enumerate(batches, start=1):
+                loss = self.step(batch)
+                # detached: a logged loss must not keep the batch's graph alive
+                loss_sum += loss.detach().double() * len(batch)
+                rows += len(batch)
+                bar.update()
+                if self.progress and (step % 20 == 0 or step == n_batches):  # .item() syncs
+                    shown = {"loss": f"{loss_sum.item() / rows:.4f}"}
+                    if last_auc is not None:
+                        shown["valid_auc"] = f"{last_auc:.4f}"
+                    bar.set_postfix(shown)
+        if self.rank is not None:  # the whole split's loss: every rank's rows
+            torch.distributed.all_reduce(loss_sum)
+        seconds = time.perf_counter() - started
+        return loss_sum.item() / max(len(data), 1), seconds
+
+    def step(self, batch: Batch) -> torch.Tensor:
+        """One optimiser step on a batch; its total loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            output = self.stepped(batch.inputs)
+            losses = objective_loss(
+                self.model,
+                output,
+                batch.labels,
+                batch.groups,
+                self.params.model,
+                self.params.train.objective,
+                items=batch.items,
+            )
+        self.scaler.scale(losses["loss"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return losses["loss"]
+
+    def finish(self) -> dict[str, Any]:
+        """Rank 0: the best epoch's weights, calibrated on valid, written with their card and the
+        history; the card."""
+        params, paths, state = self.params, self.paths, self.state
+        self.model.load_state_dict(self.best_state)
+        # post-hoc calibration of the kept weights, on validation only (test stays unseen)
+        valid_logits = predict_logits(self.model, self.valid_data, PREDICT_BATCH).numpy()
+        calibration = fit_calibration(
+            valid_logits, self.valid_data.labels.cpu().numpy(), params.train.calibration
+        )
+        card = model_card(
+            params,
+            self.hashes,
+            state,
+            stopped_early=_stopped_early(state, params),
+            n_parameters=self.model.n_parameters(),
+            n_train=len(self.train_data),
+            n_valid=len(self.valid_data),
+            device=self.device,
+            world_size=self.world,
+            precision=self.precision.name,
+        )
         with atomic_path(paths["model.weights"]) as temporary:
-            save_file(best_state, str(temporary), metadata={"model": params.model.name})
+            save_file(self.best_state, str(temporary), metadata={"model": params.model.name})
         write_json(calibration.to_json(), paths["model.calibration"])
         write_json(card, paths["model.card"])
         write_json(state.history, paths["train.history"])
+        return card
 
-    summary_keys = (
-        "best_epoch", "epochs_run", "stopped_early", "n_parameters", "device", "world_size"
-    )  # fmt: skip
-    # every rank saw a shard of each epoch: samples_seen counts the whole split, all ranks
-    samples_per_second = round(state.samples_seen / max(state.train_seconds, 1e-9), 1)
-    return {
-        **{key: card[key] for key in summary_keys},
-        "precision": precision.name,
-        "valid_auc": card["valid"]["auc"],
-        "valid_logloss": card["valid"]["logloss"],
-        "model_path": str(paths["model.weights"]),
-        # facts of this process, not of the model: the run log keeps them (pipeline.TIMING_KEY)
-        "timing": {
-            "samples_per_second": samples_per_second,
-            "train_seconds": round(state.train_seconds, 3),
-            "epoch_seconds": epoch_seconds,
-            "wall_seconds": round(time.perf_counter() - started, 3),
-            "resumed_from_epoch": resumed_from,
-        },
-    }
+    def summary(self, card: dict[str, Any], wall_seconds: float) -> dict[str, Any]:
+        """What the stage returns: the card's headline, and this process's timings (the run log
+        keeps them, never a versioned file)."""
+        state = self.state
+        keys = ("best_epoch", "epochs_run", "stopped_early", "n_parameters", "device")
+        # every rank saw a shard of each epoch: samples_seen counts the whole split, all ranks
+        samples_per_second = round(state.samples_seen / max(state.train_seconds, 1e-9), 1)
+        return {
+            **{key: card[key] for key in (*keys, "world_size")},
+            "precision": self.precision.name,
+            "valid_auc": card["valid"]["auc"],
+            "valid_logloss": card["valid"]["logloss"],
+            "model_path": str(self.paths["model.weights"]),
+            "timing": {
+                "samples_per_second": samples_per_second,
+                "train_seconds": round(state.train_seconds, 3),
+                "epoch_seconds": self.epoch_seconds,
+                "wall_seconds": round(wall_seconds, 3),
+                "resumed_from_epoch": self.resumed_from,
+            },
+        }
 
 
 def _beats(valid_auc: float, best_auc: float | None) -> bool:
@@ -266,72 +434,6 @@ def build_optimizer(model: torch.nn.Module, params: Params) -> torch.optim.Adam:
         weight_decay=params.train.weight_decay,
         fused=True,
     )
-
-
-def _train_epoch(
-    stepped: torch.nn.Module,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    precision: Precision,
-    data: DeviceSplit,
-    params: Params,
-    epoch: int,
-    progress: bool,
-    last_auc: float | None,
-    rank: distributed.Rank | None = None,
-) -> tuple[float, float]:
-    """One pass over the shuffled train split (this rank's shard of every batch); returns the
-    mean loss over the whole split and the seconds spent. `stepped` runs the forward (the model,
-    or its DDP wrapper); `model` is the module itself."""
-    # dropout draws from the global generator: reseed it per epoch so a resumed run matches
-    torch.manual_seed(epoch_seed(params.seed, epoch, 0 if rank is None else rank.rank))
-    model.train()
-    started = time.perf_counter()
-    loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
-    rows = 0
-    n_batches = data.n_batches(params.train.batch_size)
-    bar = tqdm(
-        total=n_batches,
-        desc=f"epoch {epoch}/{params.train.epochs}",
-        file=sys.stderr,
-        disable=not (progress and sys.stderr.isatty()),  # bars fill logs that are not terminals
-        leave=False,
-        dynamic_ncols=True,
-    )
-    with bar:
-        shard = None if rank is None else rank.shard
-        for step, batch in enumerate(
-            data.shuffled(params.train.batch_size, params.seed, epoch, shard), start=1
-        ):
-            optimizer.zero_grad(set_to_none=True)
-            with precision.autocast():
-                output = stepped(batch.inputs)
-                losses = objective_loss(
-                    model,
-                    output,
-                    batch.labels,
-                    batch.groups,
-                    params.model,
-                    params.train.objective,
-                    items=batch.items,
-                )
-            scaler.scale(losses["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            # detached: a logged loss must not keep the batch's graph alive
-            loss_sum += losses["loss"].detach().double() * len(batch)
-            rows += len(batch)
-            bar.update()
-            if progress and (step % 20 == 0 or step == n_batches):  # .item() syncs: not every step
-                shown = {"loss": f"{loss_sum.item() / rows:.4f}"}
-                if last_auc is not None:
-                    shown["valid_auc"] = f"{last_auc:.4f}"
-                bar.set_postfix(shown)
-    if rank is not None:  # the whole split's loss: every rank's rows
-        torch.distributed.all_reduce(loss_sum)
-    seconds = time.perf_counter() - started
-    return loss_sum.item() / max(len(data), 1), seconds
 
 
 def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -59,8 +59,9 @@ def backtest_week(context: dg.OpExecutionContext, run: dg.ResourceParam[RunConte
     key = context.partition_key
     frozen = _frozen_key(context, key)
     with forward_library_logs(context.log), run.storage.mirror_env():
-        row = backtest_window(run.params, run.paths, _cut(key), _cut(frozen), WEEK, "7d",
-                              label=f"week {key}")  # fmt: skip
+        row = backtest_window(
+            run.params, run.paths, _cut(key), _cut(frozen), WEEK, "7d", label=f"week {key}"
+        )
     scores = {
         "retrained": row["retrained"],
         "frozen": row["frozen"],

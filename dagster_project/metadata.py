@@ -315,16 +315,20 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
 
 def _warm_cold_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for users, block, oracle in (("warm", "test_warm", "oracle_warm"),
-                                 ("cold", "test_cold", "oracle_cold")):  # fmt: skip
+    for users, block, oracle in (
+        ("warm", "test_warm", "oracle_warm"),
+        ("cold", "test_cold", "oracle_cold"),
+    ):
         scores = summary.get(block, {})
-        rows.append({
-            "users": users,
-            "n": scores.get("n"),
-            "model_auc": scores.get("auc"),
-            "ids_mf_auc": scores.get("ids_mf", {}).get("auc"),
-            "oracle_auc": (summary.get(oracle) or {}).get("auc"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "users": users,
+                "n": scores.get("n"),
+                "model_auc": scores.get("auc"),
+                "ids_mf_auc": scores.get("ids_mf", {}).get("auc"),
+                "oracle_auc": (summary.get(oracle) or {}).get("auc"),
+            }
+        )
     return rows
 
 

@@ -96,9 +96,13 @@ def build_retrain_schedule(params: Params, job: Any) -> dg.ScheduleDefinition:
         if reason:
             record_skip(paths, "dagster schedule", current, reason)
             return dg.SkipReason(f"nothing to retrain: {reason}")
-        return dg.RunRequest(tags={"inttower/lineage_data": current["data"],
-                                   "inttower/lineage_code": current["code"],
-                                   "inttower/lineage_params": current["params"]})  # fmt: skip
+        return dg.RunRequest(
+            tags={
+                "inttower/lineage_data": current["data"],
+                "inttower/lineage_code": current["code"],
+                "inttower/lineage_params": current["params"],
+            }
+        )
 
     return retrain_schedule
 

@@ -25,8 +25,10 @@ def tune_study(
     with forward_library_logs(context.log), run.storage.mirror_env():
         report = tune(run.params, run.paths, space, config.trials)
     best = report["best"]
-    rows = [{"trial": t["trial"], "state": t["state"], "valid_auc": t["valid_auc"],
-             **t["params"]} for t in report["trials"]]  # fmt: skip
+    rows = [
+        {"trial": t["trial"], "state": t["state"], "valid_auc": t["valid_auc"], **t["params"]}
+        for t in report["trials"]
+    ]
     context.add_output_metadata(
         four_decimals(
             {

@@ -198,8 +198,10 @@ def _tune(args: argparse.Namespace) -> int:
     with run_lock(paths.data):
         report = tune(params, paths, space, args.trials)
     best = report["best"]
-    print(f"best trial {best['trial']}: valid AUC {best['valid_auc']:.4f} "
-          f"({len(report['trials'])} trials in {report['study']})")  # fmt: skip
+    print(
+        f"best trial {best['trial']}: valid AUC {best['valid_auc']:.4f} "
+        f"({len(report['trials'])} trials in {report['study']})"
+    )
     print("params.yaml patch:\n" + report["patch"].rstrip())
     print(f"as a DVC experiment: {report['dvc']}")
     return 0

@@ -43,8 +43,9 @@ def _run(command: list[str], root: Path, check: bool) -> subprocess.CompletedPro
     )
     if check and result.returncode != 0:
         message = " ".join((result.stderr or result.stdout).split())
-        raise DvcError(f"`{Path(command[0]).name} {' '.join(command[1:])}` failed in {root}: "
-                       f"{message}")  # fmt: skip
+        raise DvcError(
+            f"`{Path(command[0]).name} {' '.join(command[1:])}` failed in {root}: {message}"
+        )
     return result
 
 

@@ -128,7 +128,7 @@ def read_custom(params: CustomParams) -> RawTables:
     interactions = _table("interactions", files["interactions"])
     tables = {"interactions": interactions}
     sources = {"interactions": SourceRef(str(files["interactions"]),
-                                         _first_line(files["interactions"]))}  # fmt: skip
+                                         _first_line(files["interactions"]))}
     for name, key in (("users", "user_id"), ("items", "item_id")):
         if name in files:
             tables[name] = _table(name, files[name])

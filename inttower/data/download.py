@@ -412,7 +412,7 @@ def download(
                 )
             # what the server said of this publication: GroupLens re-publishes ml-latest(-small)
             served = {"etag": response.headers.get("ETag"),
-                      "last_modified": response.headers.get("Last-Modified")}  # fmt: skip
+                      "last_modified": response.headers.get("Last-Modified")}
         return served
 
     return _retrying(url, once, retries, backoff_s)

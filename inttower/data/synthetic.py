@@ -26,7 +26,7 @@ OCCUPATIONS = (
     "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive",
     "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer",
     "retired", "salesman", "scientist", "student", "technician", "writer",
-)  # fmt: skip
+)
 # How often each MovieLens genre is drawn (Drama and Comedy dominate, as in ml-1m).
 GENRE_WEIGHTS = np.array(
     [503, 283, 105, 251, 1200, 211, 127, 1603, 68, 44, 343, 114, 106, 471, 276, 492, 143, 68],

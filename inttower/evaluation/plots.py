@@ -153,8 +153,14 @@ def write_training_curve_png(history: Sequence[dict[str, Any]], target: Path) ->
         auc_axes.plot(epochs, aucs, "s-", color="tab:orange", label="valid AUC")
         best = max(range(len(aucs)), key=lambda index: aucs[index]) if aucs else None
         if best is not None:
-            auc_axes.plot([epochs[best]], [aucs[best]], "*", color="tab:red", markersize=12,
-                          label=f"best: epoch {epochs[best]}, AUC {aucs[best]:.4f}")  # fmt: skip
+            auc_axes.plot(
+                [epochs[best]],
+                [aucs[best]],
+                "*",
+                color="tab:red",
+                markersize=12,
+                label=f"best: epoch {epochs[best]}, AUC {aucs[best]:.4f}",
+            )
         auc_axes.set_ylabel("validation AUC")
         lines = axes.get_legend_handles_labels()
         more = auc_axes.get_legend_handles_labels()

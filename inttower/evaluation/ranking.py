@@ -192,10 +192,14 @@ def ranking_metrics(
     seconds = time.perf_counter() - started
     log.info(
         "ranking on %s: %d users × %d items in %.1f s; NDCG@10 model %.4f, popularity %.4f%s",
-        split, users.size, item_ids.size, seconds, metrics["model"].get("ndcg@10", float("nan")),
+        split,
+        users.size,
+        item_ids.size,
+        seconds,
+        metrics["model"].get("ndcg@10", float("nan")),
         metrics["popularity"].get("ndcg@10", float("nan")),
         f", ids_mf {metrics['ids_mf'].get('ndcg@10', float('nan')):.4f}" if mf else "",
-    )  # fmt: skip
+    )
     return RankingResult(metrics, curves, int(users.size), int(item_ids.size), seconds)
 
 

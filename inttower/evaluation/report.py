@@ -131,9 +131,13 @@ def evaluate_model(params: Params, paths: Paths, ranking: bool = True) -> dict[s
     curves = [(params.model.name, test_labels, test_prob, metrics["test"]["auc"])]
     for name in ("user_item_pos_rate_logits", "dense_logistic"):
         curves.append(
-            (BASELINE_NAMES[name], baseline_labels, baseline_probabilities[name],
-             baselines[name]["auc"])
-        )  # fmt: skip
+            (
+                BASELINE_NAMES[name],
+                baseline_labels,
+                baseline_probabilities[name],
+                baselines[name]["auc"],
+            )
+        )
     curves.append(
         (BASELINE_NAMES["ids_mf"], test_labels, mf_probability, baselines["ids_mf"]["auc"])
     )

@@ -96,10 +96,17 @@ def save_split(directory: Path, split: str, tensors: dict[str, torch.Tensor]) ->
 # safetensors' serialiser orders tensors by dtype (this rank, descending), then by name; the
 # streamed writer lays them out the same way, so its files are byte-identical to `save_file`'s.
 _DTYPE_CODES = {
-    torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16",
-    torch.float16: "F16", torch.bfloat16: "BF16", torch.int32: "I32", torch.float32: "F32",
-    torch.float64: "F64", torch.int64: "I64",
-}  # fmt: skip
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.int16: "I16",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int32: "I32",
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.int64: "I64",
+}
 _DTYPE_RANK = {code: rank for rank, code in enumerate(_DTYPE_CODES.values())}
 
 Layout = dict[str, tuple[torch.dtype, tuple[int, ...]]]
@@ -129,8 +136,11 @@ class SplitWriter:
             dtype, trailing = layout[name]
             row_bytes = math.prod(trailing) * dtype.itemsize
             size = rows * row_bytes
-            header[name] = {"dtype": _DTYPE_CODES[dtype], "shape": [rows, *trailing],
-                            "data_offsets": [offset, offset + size]}  # fmt: skip
+            header[name] = {
+                "dtype": _DTYPE_CODES[dtype],
+                "shape": [rows, *trailing],
+                "data_offsets": [offset, offset + size],
+            }
             self._slots[name] = (offset, row_bytes, dtype, trailing)
             offset += size
         encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -152,8 +162,10 @@ class SplitWriter:
         for name, tensor in tensors.items():
             offset, row_bytes, dtype, trailing = self._slots[name]
             if tensor.dtype != dtype or tuple(tensor.shape[1:]) != trailing:
-                raise ValueError(f"{name}: {tensor.dtype} {tuple(tensor.shape)}, layout {dtype} "
-                                 f"(rows, {', '.join(map(str, trailing))})")  # fmt: skip
+                raise ValueError(
+                    f"{name}: {tensor.dtype} {tuple(tensor.shape)}, layout {dtype} "
+                    f"(rows, {', '.join(map(str, trailing))})"
+                )
             data = tensor.contiguous().view(torch.uint8).numpy() if n else b""
             os.pwrite(self._handle, data, self._data_start + offset + self.written * row_bytes)
         self.written += n

@@ -126,8 +126,9 @@ class _Timeline:
 
     @classmethod
     def read(cls, full: Paths) -> _Timeline:
-        return cls(*(read_parquet(full[f"features.{name}"]) for name in ("events", "users",
-                                                                          "items")))  # fmt: skip
+        return cls(
+            *(read_parquet(full[f"features.{name}"]) for name in ("events", "users", "items"))
+        )
 
 
 def backtest_window(
@@ -165,8 +166,9 @@ def backtest_window(
     labels = window["label"].to_numpy().astype(np.float64)
     # the no-model baseline: the point-in-time user + item rate logits (AUC ignores the prior
     # the evaluation subtracts)
-    rates = [window[name].to_numpy().astype(np.float64) for name in ("user_pos_rate",
-                                                                       "item_pos_rate")]  # fmt: skip
+    rates = [
+        window[name].to_numpy().astype(np.float64) for name in ("user_pos_rate", "item_pos_rate")
+    ]
     logits = sum(np.log(r) - np.log1p(-r) for r in (np.clip(x, 1e-7, 1 - 1e-7) for x in rates))
     users, items = timeline.users, timeline.items
     row = {
@@ -179,9 +181,13 @@ def backtest_window(
     }
     log.info(
         "backtest %s as of %s (%d events): retrained AUC %.4f, frozen %.4f, baseline %.4f",
-        label, as_of, window.height, row["retrained"]["auc"], row["frozen"]["auc"],
+        label,
+        as_of,
+        window.height,
+        row["retrained"]["auc"],
+        row["frozen"]["auc"],
         row["baseline"]["auc"],
-    )  # fmt: skip
+    )
     return row
 
 
@@ -201,8 +207,19 @@ def backtest_at(
     rows: list[dict[str, Any]] = []
     frozen: dict[str, Path] | None = None
     for index, cut in enumerate(cuts, start=1):
-        rows.append(backtest_window(params, paths, cut, cuts[0], seconds, every, timeline,
-                                    f"window {index}/{len(cuts)}", frozen))  # fmt: skip
+        rows.append(
+            backtest_window(
+                params,
+                paths,
+                cut,
+                cuts[0],
+                seconds,
+                every,
+                timeline,
+                f"window {index}/{len(cuts)}",
+                frozen,
+            )
+        )
         frozen = frozen or bundle_sources(_run_paths(paths, cuts[0]))
     report = {
         "dataset": params.data.dataset,
@@ -249,8 +266,11 @@ def write_chart(report: dict[str, Any], target: Path) -> Path:
         ):
             axes.plot(range(len(rows)), [row[key]["auc"] for row in rows], style, label=label)
         axes.set_xticks(range(len(rows)), dates)  # positions, not dates: no category guessing
-        axes.set(xlabel="window start (as of)", ylabel="test AUC on the window",
-                 title=f"Backtest: {report['model']} on {report['dataset']}, every {report['every']}")  # fmt: skip
+        axes.set(
+            xlabel="window start (as of)",
+            ylabel="test AUC on the window",
+            title=f"Backtest: {report['model']} on {report['dataset']}, every {report['every']}",
+        )
         axes.legend(frameon=False)
         axes.tick_params(axis="x", labelrotation=30)
     return target

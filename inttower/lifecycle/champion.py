@@ -105,8 +105,12 @@ def why_nothing_to_do(params: Params, paths: Paths, current: dict[str, str]) -> 
     decision = last_decision(paths)
     challenger = (decision or {}).get("challenger") or {}
     same_rule = (decision or {}).get("rule") == decision_rule(params)
-    if decision and decision.get("decision") == "kept" and challenger.get("lineage") == current \
-            and same_rule:  # fmt: skip
+    if (
+        decision
+        and decision.get("decision") == "kept"
+        and challenger.get("lineage") == current
+        and same_rule
+    ):
         return (
             f"data, code and params equal those of challenger {challenger.get('id')}, not "
             f"promoted {decision.get('decided_at')} ({decision.get('reason')})"
@@ -280,10 +284,13 @@ def decide(
     checks = quality_checks(metrics, params.checks)
     unknown = encoded.get("test", {}).get("unknown_share", {}).get("item_id", 0.0)
     checks.append(
-        {"check": "max_unknown_item_share", "value": unknown,
-         "bar": params.checks.max_unknown_item_share,
-         "passed": unknown <= params.checks.max_unknown_item_share}
-    )  # fmt: skip
+        {
+            "check": "max_unknown_item_share",
+            "value": unknown,
+            "bar": params.checks.max_unknown_item_share,
+            "passed": unknown <= params.checks.max_unknown_item_share,
+        }
+    )
     sources = bundle_sources(paths)
     challenger = {
         "id": model_id(sources["model.safetensors"]),

@@ -21,20 +21,32 @@ def quality_checks(metrics: dict[str, Any], checks: CheckParams) -> list[dict[st
     baselines = metrics.get("baselines", {})
     bars: list[tuple[str, float | None, float]] = [
         ("min_test_auc", checks.min_test_auc, 0.0),
-        (RATE_LOGITS, baselines.get(RATE_LOGITS, {}).get("auc"),
-         checks.min_auc_gain_over_rate_logits),
-        (DENSE_LOGISTIC, baselines.get(DENSE_LOGISTIC, {}).get("auc"),
-         checks.min_auc_gain_over_dense_logistic),
+        (
+            RATE_LOGITS,
+            baselines.get(RATE_LOGITS, {}).get("auc"),
+            checks.min_auc_gain_over_rate_logits,
+        ),
+        (
+            DENSE_LOGISTIC,
+            baselines.get(DENSE_LOGISTIC, {}).get("auc"),
+            checks.min_auc_gain_over_dense_logistic,
+        ),
         (IDS_MF, baselines.get(IDS_MF, {}).get("auc"), checks.min_auc_gain_over_ids_mf),
-    ]  # fmt: skip
+    ]
     results = []
     for name, baseline, margin in bars:
         bar = None if baseline is None else baseline + margin
         passed = test_auc is not None and bar is not None and test_auc >= bar
         results.append(
-            {"check": name, "test_auc": test_auc, "baseline": baseline, "margin": margin,
-             "bar": bar, "passed": passed}
-        )  # fmt: skip
+            {
+                "check": name,
+                "test_auc": test_auc,
+                "baseline": baseline,
+                "margin": margin,
+                "bar": bar,
+                "passed": passed,
+            }
+        )
     return results
 
 

@@ -71,9 +71,12 @@ def retrain(
     else:
         decision["versioning"] = versioning.save(experiment, paths)
     append_jsonl(
-        {"stage": "retrain", "front_end": front_end,
-         **{key: decision[key] for key in ("decision", "reason", "decided_at", "versioning")}},
+        {
+            "stage": "retrain",
+            "front_end": front_end,
+            **{key: decision[key] for key in ("decision", "reason", "decided_at", "versioning")},
+        },
         paths.run_log,
-    )  # fmt: skip
+    )
     log.info("retrain: %s (%s)", decision["decision"], decision["reason"])
     return decision

@@ -199,9 +199,15 @@ class TowerEncoder(nn.Module):
     ) -> TowerEncoder:
         """A tower as the two-tower models build it: sizes from params, a linear last layer."""
         return cls(
-            fields, tower, params.embedding_dim, list(params.hidden_units), params.dropout,
-            light_se=light_se, linear_output=True, id_dropout=params.id_dropout,
-        )  # fmt: skip
+            fields,
+            tower,
+            params.embedding_dim,
+            list(params.hidden_units),
+            params.dropout,
+            light_se=light_se,
+            linear_output=True,
+            id_dropout=params.id_dropout,
+        )
 
     def forward(self, inputs: dict[str, Tensor]) -> list[Tensor]:
         embeddings, dense = self.embedding(inputs)

@@ -53,8 +53,12 @@ def native_bf16_flags() -> list[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
-    flags = {flag for line in text.splitlines() if line.startswith("flags")
-             for flag in line.split(":", 1)[1].split()}  # fmt: skip
+    flags = {
+        flag
+        for line in text.splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
     return [flag for flag in NATIVE_BF16_FLAGS if flag in flags]
 
 

@@ -128,12 +128,16 @@ def launch(
     # the run's params snapshot, exactly: the workers never read params.yaml themselves
     write_json(params.model_dump(mode="json"), snapshot)
     worker_args = [
-        "--params", str(snapshot),
-        "--data-dir", str(paths.data),
-        "--reports-dir", str(paths.reports),
-        "--summary", str(summary),
+        "--params",
+        str(snapshot),
+        "--data-dir",
+        str(paths.data),
+        "--reports-dir",
+        str(paths.reports),
+        "--summary",
+        str(summary),
         *(["--resume"] if resume else []),
-    ]  # fmt: skip
+    ]
     command = torchrun_command(params, worker_args, module)
     logger.info("training on %d processes: %s", world_size(params), " ".join(command))
     try:

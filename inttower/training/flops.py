@@ -30,8 +30,9 @@ def linear_shapes(model: torch.nn.Module, forward: Callable[[], object]) -> list
         rows = inputs[0].numel() // inputs[0].shape[-1]
         shapes.append((rows, module.in_features, module.out_features))  # type: ignore[arg-type]
 
-    hooks = [m.register_forward_hook(record) for m in model.modules()
-             if isinstance(m, torch.nn.Linear)]  # fmt: skip
+    hooks = [
+        m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.Linear)
+    ]
     try:
         with torch.no_grad():
             forward()

@@ -15,7 +15,7 @@ from inttower.errors import ValidationFailed
 from inttower.features.encoders import UNKNOWN
 from inttower.io import read_json, read_parquet
 from inttower.lifecycle.promotion import describe_checks, quality_checks
-from inttower.pipeline.stages import load_ingested
+from inttower.pipeline.stages.validate import load_ingested
 
 SAMPLE_ROWS = 10
 

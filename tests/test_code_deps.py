@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 from inttower.config import set_dotted
-from inttower.pipeline.registry import STAGE_LIST, STAGES, code_deps, stages
+from inttower.lifecycle import champion
+from inttower.pipeline import code_deps
+from inttower.pipeline.registry import STAGE_LIST, STAGES
+from inttower.pipeline.stages import split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,10 +62,16 @@ def test_layers_import_downwards_only() -> None:
     }
 
 
+def test_a_stage_counts_its_own_modules_imports_and_not_its_neighbours() -> None:
+    modules = code_deps.function_modules(split.run)
+    assert "inttower.data.split" in modules  # imported at the top of the split stage's module
+    assert "inttower.data.schema" not in modules  # imported by the `validate` stage's module
+
+
 def test_local_imports_in_a_function_count_and_its_neighbours_do_not() -> None:
-    modules = code_deps.function_modules(stages.split)
-    assert "inttower.data.split" in modules  # imported inside the function body
-    assert "inttower.data.schema" not in modules  # imported by `validate`, beside it
+    modules = code_deps.function_modules(champion.score_bundle)
+    assert "inttower.pipeline.stages.features" in modules  # imported inside its body
+    assert "inttower.data.fingerprint" not in modules  # imported inside `lineage`, beside it
 
 
 def test_dvc_yaml_lists_each_stages_closure_as_its_code_deps() -> None:

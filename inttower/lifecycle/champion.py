@@ -138,7 +138,7 @@ def score_bundle(bundle: Path, params: Params, paths: Paths, top_k: bool = False
     import polars as pl
 
     from inttower.io import read_parquet
-    from inttower.pipeline.stages import compute_features
+    from inttower.pipeline.stages.features import compute_features
 
     files = {name: bundle / name for name in CHAMPION_BUNDLE}
     trained = bundle_params(files)

@@ -20,8 +20,20 @@ from typing import Any
 
 from inttower.config import Params
 from inttower.io import append_jsonl, staging_area
-from inttower.pipeline import catalog, code_deps, stages
+from inttower.pipeline import catalog, code_deps
 from inttower.pipeline.paths import Paths
+from inttower.pipeline.stages import (
+    encode,
+    encoders,
+    evaluate,
+    export,
+    features,
+    ingest,
+    source,
+    split,
+    train,
+    validate,
+)
 
 REPO_ROOT = code_deps.REPO_ROOT
 # Summaries may carry timings under this key: they go to the run log, never into an output.
@@ -102,7 +114,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="source",
         noun="movielens_source",
-        run=stages.source,
+        run=source.run,
         description="fingerprint of the raw source (mirror files' md5, archive md5, or "
         "synthetic params): ingest reruns exactly when what it would read changed",
         group="ingestion",
@@ -114,7 +126,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="ingest",
         noun="raw_movielens",
-        run=stages.ingest,
+        run=ingest.run,
         description="MovieLens from the mirror or GroupLens (checksummed), parsed to canonical tables",
         group="ingestion",
         reads=("source.fingerprint",),
@@ -123,7 +135,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="validate",
         noun="validated_movielens",
-        run=stages.validate,
+        run=validate.run,
         description="pandera schemas and referential integrity; a failure stops the chain",
         group="ingestion",
         reads=(*(f"ingested.{table}" for table in catalog.TABLES), "ingested.sources"),
@@ -133,7 +145,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="split",
         noun="labelled_split",
-        run=stages.split,
+        run=split.run,
         description="labels (rating 3 dropped) and the chronological train/valid/test split",
         group="preparation",
         reads=("validated.interactions",),
@@ -142,7 +154,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="features",
         noun="event_features",
-        run=stages.features,
+        run=features.run,
         description="point-in-time user/item statistics, behaviour features and positive-item history",
         group="preparation",
         reads=("split.events", "validated.users", "validated.items"),
@@ -151,7 +163,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="encoders",
         noun="feature_encoders",
-        run=stages.encoders,
+        run=encoders.run,
         description="vocabularies and scalers fit on the train split only (JSON)",
         group="preparation",
         reads=("features.events", "features.users", "features.items"),
@@ -160,7 +172,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="encode",
         noun="encoded_splits",
-        run=stages.encode,
+        run=encode.run,
         description="train/valid/test encoded as tensors (safetensors) with their field specs",
         group="preparation",
         reads=("features.events", "features.users", "features.items", "encoders"),
@@ -170,7 +182,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="train",
         noun="inttower_model",
-        run=stages.train,
+        run=train.run,
         description="IntTower (or a baseline) trained with early stopping on validation AUC",
         group="modeling",
         reads=("encoded",),
@@ -180,7 +192,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="evaluate",
         noun="model_evaluation",
-        run=stages.evaluate,
+        run=evaluate.run,
         description="test AUC, logloss, GAUC, calibration; cold/warm users; baselines (no model, "
         "features alone, ids alone); full-catalogue top-K beside popularity",
         group="modeling",
@@ -215,7 +227,7 @@ STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         name="export",
         noun="serving_bundle",
-        run=stages.export,
+        run=export.run,
         description="serving bundle: user tower and scorer as ONNX, the item cache of the whole "
         "catalogue, every user's features as of the end of the log, encoders, calibration",
         group="serving",

@@ -16,7 +16,8 @@ from inttower.features.encoders import Encoders, encode_events
 from inttower.io import read_parquet
 from inttower.pipeline.catalog import SPLITS
 from inttower.pipeline.paths import Paths
-from inttower.pipeline.registry import STAGES, stages
+from inttower.pipeline.registry import STAGES
+from inttower.pipeline.stages import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,7 @@ def test_encode_stage_in_blocks_equals_the_whole_split(
     tmp_path: Path, movielens_mirror: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOVIELENS_MIRROR", str(movielens_mirror))
-    monkeypatch.setattr(stages, "ENCODE_BLOCK_ROWS", 7919)  # blocks straddle split boundaries
+    monkeypatch.setattr(encode, "ENCODE_BLOCK_ROWS", 7919)  # blocks straddle split boundaries
     params = load_params(ROOT / "params.yaml")
     paths = Paths.for_data(tmp_path / "data")
     for name in ["source", "ingest", "validate", "split", "features", "encoders", "encode"]:

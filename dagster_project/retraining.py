@@ -144,24 +144,24 @@ def build_champion_asset(params: Params) -> dg.AssetsDefinition:
         with forward_library_logs(context.log), run.storage.mirror_env():
             current = lineage(run.params, run.paths)
             decision = decide(run.params, run.paths, current, experiment)
-        context.log.info("champion decision: %s (%s)", decision["decision"], decision["reason"])
-        challenger, champion = decision["challenger"], decision["champion"]
-        scores = [{"model": f"challenger {challenger['id']}", **challenger["test"]}]
+        context.log.info("champion decision: %s (%s)", decision.decision, decision.reason)
+        challenger, champion = decision.challenger, decision.champion
+        scores = [{"model": f"challenger {challenger.id}", **challenger.test}]
         if champion is not None:
             scores.append({"model": f"champion {champion['id']}", **champion["test"]})
         return dg.MaterializeResult(
             metadata=four_decimals(
                 {
-                    "decision": decision["decision"],
-                    "reason": decision["reason"],
-                    "challenger_id": challenger["id"],
-                    "challenger_test_auc": challenger["test"]["auc"],
-                    "challenger_test_logloss": challenger["test"]["logloss"],
+                    "decision": decision.decision,
+                    "reason": decision.reason,
+                    "challenger_id": challenger.id,
+                    "challenger_test_auc": challenger.test["auc"],
+                    "challenger_test_logloss": challenger.test["logloss"],
                     "champion_id": champion["id"] if champion else "none",
                     "champion_test_auc": champion["test"]["auc"] if champion else None,
                     "champion_test_logloss": champion["test"]["logloss"] if champion else None,
                     "scores_on_the_same_window": dg.MetadataValue.md(md_table(scores)),
-                    "checks": dg.MetadataValue.md(md_table(challenger["checks"])),
+                    "checks": dg.MetadataValue.md(md_table(challenger.checks)),
                     "experiment": experiment or f"none: {unversioned}",
                     "promotion_record": str(run.paths.promotion),
                     **run.metadata(),

@@ -15,6 +15,7 @@ from typing import Any
 from inttower.config import Params, load_params, parse_value
 from inttower.errors import InttowerError
 from inttower.io import atomic_path
+from inttower.lifecycle.records import ChampionRecord
 from inttower.pipeline.paths import DATA_DIR_ENV, REPORTS_DIR_ENV, Paths
 from inttower.pipeline.registry import STAGES, run_stage, stage_names
 from inttower.pipeline.run_lock import run_lock
@@ -152,17 +153,18 @@ def _registry_command(args: argparse.Namespace) -> int:
     paths = _paths(args)
     if args.command == "champion" and not args.restore:
         if args.history:
-            print(json.dumps(champion.history(paths), indent=2, sort_keys=True))
+            lines = [record.to_json() for record in champion.history(paths)]
+            print(json.dumps(lines, indent=2, sort_keys=True))
             return 0
         record = champion.champion_record(paths)
         if record is None:
             raise InttowerError(f"{paths.champion_record}: no champion yet: run `inttower retrain`")
-        print(json.dumps(record, indent=2, sort_keys=True))
+        print(json.dumps(record.to_json(), indent=2, sort_keys=True))
         return 0
     if args.command == "champion":
         with run_lock(paths.data):
             record = _restore(paths, args.restore)
-        print(json.dumps(record, indent=2, sort_keys=True))
+        print(json.dumps(record.to_json(), indent=2, sort_keys=True))
         return 0
     from inttower.lifecycle.retrain import retrain
     from inttower_dvc.commands import DvcVersioning
@@ -242,7 +244,7 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _restore(paths: Paths, experiment: str) -> dict[str, Any]:
+def _restore(paths: Paths, experiment: str) -> ChampionRecord:
     """`dvc exp apply` the experiment (fetched first when needed), check its model is the one its
     champion record names, byte for byte, and make it the champion again; the history keeps
     the lines the experiment did not know."""
@@ -252,16 +254,15 @@ def _restore(paths: Paths, experiment: str) -> dict[str, Any]:
     kept = champion.history(paths)
     restore_experiment(Path("."), experiment)
     record = champion.champion_record(paths)
-    if record is None or record.get("experiment") != experiment:
-        named = "no champion" if record is None else f"champion {record['id']} of "
-        named += "" if record is None else str(record.get("experiment"))
+    if record is None or record.experiment != experiment:
+        named = "no champion" if record is None else f"champion {record.id} of {record.experiment}"
         raise InttowerError(
             f"experiment {experiment} did not promote its model (its record names {named}); "
             "`inttower champion --history` lists the experiments that did"
         )
-    restored_history = champion.history(paths)
-    merged = {json.dumps(line, sort_keys=True): line for line in [*restored_history, *kept]}
-    lines = sorted(merged.values(), key=lambda line: line.get("promoted_at", ""))
+    restored = [line.to_json() for line in [*champion.history(paths), *kept]]
+    merged = {json.dumps(line, sort_keys=True): line for line in restored}
+    lines = sorted(merged.values(), key=lambda line: line["promoted_at"])
     with atomic_path(paths.champion_history) as temporary:
         temporary.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     return champion.restore_bundle(paths, record)

@@ -6,9 +6,11 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# What `dvc repro` needs of a clone: the library, the pipeline, its params and DVC's config.
+# What `dvc repro` needs of a clone: the library, its DVC layer, the pipeline, its params and
+# DVC's config.
 PROJECT_FILES = (
     "inttower",
+    "inttower_dvc",
     "dvc.yaml",
     "params.yaml",
     "pyproject.toml",

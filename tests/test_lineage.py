@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 PROJECT_FILES = (
     "inttower",
+    "inttower_dvc",
     "dvc.yaml",
     "pyproject.toml",
     ".dvc/config",

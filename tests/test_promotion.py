@@ -44,3 +44,25 @@ def test_a_challenger_serving_no_top_k_cannot_pass_the_ndcg_rule() -> None:
 def test_the_ndcg_rule_needs_k_10_in_the_ranking_metrics() -> None:
     with pytest.raises(ConfigError, match=r"promotion\.max_ndcg_drop: .*has no 10"):
         parse_params({"promotion": {"max_ndcg_drop": 0.01}, "evaluate": {"ranking_k": [5, 20]}})
+
+
+def test_records_read_as_attributes_and_round_trip_through_json() -> None:
+    from inttower.lifecycle.records import ChampionRecord, Decision
+
+    minimal = {"id": "model-abc", "promoted_at": "2026-01-01T00:00:00+00:00", "lineage": {}}
+    record = ChampionRecord.from_json(minimal)
+    assert record.id == "model-abc" and record.event == "promoted" and record.artifacts == {}
+    assert ChampionRecord.from_json(record.to_json()) == record
+    challenger = {
+        "id": "model-def", "experiment": None, "model": "inttower", "as_of": None,
+        "lineage": {"data": "d"}, "metrics": {}, "test": {"auc": 0.8, "logloss": 0.4},
+        "checks": [],
+    }  # fmt: skip
+    raw = {
+        "decided_at": "2026-01-02T00:00:00+00:00", "decision": "kept", "reason": "worse",
+        "rule": "r", "experiment": None, "challenger": challenger, "champion": None,
+        "test_window": {"as_of": None, "events": 10},
+    }  # fmt: skip
+    decision = Decision.from_json(raw)
+    assert not decision.promoted and decision.challenger.lineage == {"data": "d"}
+    assert decision.to_json() == raw  # no `versioning` until a retrain adds one

@@ -18,12 +18,13 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from inttower.config import Params, parse_params
 from inttower.errors import ConfigError, InttowerError
 from inttower.io import append_jsonl, read_json, write_json
 from inttower.lifecycle.promotion import NDCG, compare, describe_checks, quality_checks
+from inttower.lifecycle.records import Challenger, ChampionRecord, Decision
 from inttower.pipeline.catalog import CHAMPION_BUNDLE
 from inttower.pipeline.paths import Paths, mirror_dir
 
@@ -75,45 +76,44 @@ def model_id(weights: Path) -> str:
     return "model-" + _md5(weights)[:12]
 
 
-def champion_record(paths: Paths) -> dict[str, Any] | None:
+def champion_record(paths: Paths) -> ChampionRecord | None:
     """The current champion's record, or None when no model was ever promoted."""
     target = paths.champion_record
-    return read_json(target) if target.exists() else None
+    return ChampionRecord.from_json(read_json(target)) if target.exists() else None
 
 
-def history(paths: Paths) -> list[dict[str, Any]]:
+def history(paths: Paths) -> list[ChampionRecord]:
     """Every promotion and restore, oldest first."""
     target = paths.champion_history
     if not target.exists():
         return []
-    return [json.loads(line) for line in target.read_text().splitlines() if line.strip()]
+    lines = [line for line in target.read_text().splitlines() if line.strip()]
+    return [ChampionRecord.from_json(json.loads(line)) for line in lines]
 
 
-def last_decision(paths: Paths) -> dict[str, Any] | None:
+def last_decision(paths: Paths) -> Decision | None:
     target = paths.promotion
-    return read_json(target) if target.exists() else None
+    return Decision.from_json(read_json(target)) if target.exists() else None
 
 
 def why_nothing_to_do(params: Params, paths: Paths, current: dict[str, str]) -> str | None:
     """The reason to skip a retrain (nothing the model is made of changed), or None."""
     champion = champion_record(paths)
-    if champion and champion.get("lineage") == current:
+    if champion is not None and champion.lineage == current:
         return (
-            f"data, code and params equal those of champion {champion['id']} "
-            f"(promoted {champion['promoted_at']}): a retrain would rebuild the same model"
+            f"data, code and params equal those of champion {champion.id} "
+            f"(promoted {champion.promoted_at}): a retrain would rebuild the same model"
         )
     decision = last_decision(paths)
-    challenger = (decision or {}).get("challenger") or {}
-    same_rule = (decision or {}).get("rule") == decision_rule(params)
     if (
-        decision
-        and decision.get("decision") == "kept"
-        and challenger.get("lineage") == current
-        and same_rule
+        decision is not None
+        and not decision.promoted
+        and decision.challenger.lineage == current
+        and decision.rule == decision_rule(params)
     ):
         return (
-            f"data, code and params equal those of challenger {challenger.get('id')}, not "
-            f"promoted {decision.get('decided_at')} ({decision.get('reason')})"
+            f"data, code and params equal those of challenger {decision.challenger.id}, not "
+            f"promoted {decision.decided_at} ({decision.reason})"
         )
     return None
 
@@ -249,21 +249,26 @@ def _copy_bundle(sources: dict[str, Path], target: Path, staging: Path) -> dict[
 
 def promote(
     paths: Paths,
-    entry: dict[str, Any],
+    model: ChampionRecord | Challenger,
     sources: dict[str, Path],
-    event: str = "promoted",
-) -> dict[str, Any]:
-    """Make `entry`'s model the champion: bundle, record, one history line."""
+    event: Literal["promoted", "restored"] = "promoted",
+) -> ChampionRecord:
+    """Make `model` the champion: bundle, record, one history line."""
     artifacts = _copy_bundle(sources, paths.champion_bundle, paths.staging)
-    record = {
-        **entry,
-        "promoted_at": now(),
-        "event": event,
-        "bundle": str(paths.champion_bundle),
-        "artifacts": artifacts,
-    }
-    write_json(record, paths.champion_record)
-    append_jsonl(record, paths.champion_history)
+    record = ChampionRecord(
+        id=model.id,
+        lineage=model.lineage,
+        promoted_at=now(),
+        experiment=model.experiment,
+        model=model.model,
+        as_of=model.as_of,
+        metrics=model.metrics,
+        event=event,
+        bundle=str(paths.champion_bundle),
+        artifacts=artifacts,
+    )
+    write_json(record.to_json(), paths.champion_record)
+    append_jsonl(record.to_json(), paths.champion_history)
     return record
 
 
@@ -276,7 +281,7 @@ def decide(
     paths: Paths,
     current: dict[str, str],
     experiment: str | None,
-) -> dict[str, Any]:
+) -> Decision:
     """After a retrain's stages: the blocking checks, then challenger vs champion on the same
     test window; promotes when both allow it. Writes `reports/promotion.json` either way."""
     metrics = read_json(paths["metrics"])
@@ -292,19 +297,20 @@ def decide(
         }
     )
     sources = bundle_sources(paths)
-    challenger = {
-        "id": model_id(sources["model.safetensors"]),
-        "experiment": experiment,
-        "model": params.model.name,
-        "as_of": params.data.as_of,
-        "lineage": current,
-        "metrics": {"test": metrics["test"], "valid": metrics["valid"]},
-        "test": {"auc": metrics["test"]["auc"], "logloss": metrics["test"]["logloss"]},
-        "checks": checks,
-    }
+    scores = {"auc": metrics["test"]["auc"], "logloss": metrics["test"]["logloss"]}
     top_k = params.promotion.max_ndcg_drop is not None
     if top_k:
-        challenger["test"][NDCG] = ((metrics.get("ranking") or {}).get("model") or {}).get(NDCG)
+        scores[NDCG] = ((metrics.get("ranking") or {}).get("model") or {}).get(NDCG)
+    challenger = Challenger(
+        id=model_id(sources["model.safetensors"]),
+        experiment=experiment,
+        model=params.model.name,
+        as_of=params.data.as_of,
+        lineage=current,
+        metrics={"test": metrics["test"], "valid": metrics["valid"]},
+        test=scores,
+        checks=checks,
+    )
     champion = champion_record(paths)
     champion_scores = None
     if champion is not None:
@@ -314,40 +320,34 @@ def decide(
         promoted = False
         reason = f"blocking checks failed: {', '.join(failed)} ({describe_checks(checks[:3])})"
     else:
-        promoted, reason = compare(challenger["test"], champion_scores, params.promotion)
-    decision = {
-        "decided_at": now(),
-        "decision": "promoted" if promoted else "kept",
-        "reason": reason,
-        "rule": decision_rule(params),
-        "experiment": experiment,
-        "challenger": challenger,
-        "champion": None
+        promoted, reason = compare(challenger.test, champion_scores, params.promotion)
+    decision = Decision(
+        decided_at=now(),
+        decision="promoted" if promoted else "kept",
+        reason=reason,
+        rule=decision_rule(params),
+        experiment=experiment,
+        challenger=challenger,
+        champion=None
         if champion is None
-        else {
-            "id": champion["id"],
-            "experiment": champion.get("experiment"),
-            "test": champion_scores,
-        },
-        "test_window": {"as_of": params.data.as_of, "events": metrics["test"].get("n")},
-    }
+        else {"id": champion.id, "experiment": champion.experiment, "test": champion_scores},
+        test_window={"as_of": params.data.as_of, "events": metrics["test"].get("n")},
+    )
     if promoted:
-        entry = {key: challenger[key] for key in ("id", "experiment", "model", "as_of", "lineage")}
-        promote(paths, {**entry, "metrics": challenger["metrics"]}, sources)
-    write_json(decision, paths.promotion)
+        promote(paths, challenger, sources)
+    write_json(decision.to_json(), paths.promotion)
     return decision
 
 
-def restore_bundle(paths: Paths, record: dict[str, Any]) -> dict[str, Any]:
+def restore_bundle(paths: Paths, record: ChampionRecord) -> ChampionRecord:
     """Re-register the model now in the workspace (a past champion just brought back) as the
     champion; refuses unless its files are byte-identical to those the record names."""
     sources = bundle_sources(paths)
     found = {name: _md5(path) for name, path in sources.items() if path.exists()}
-    expected = record.get("artifacts", {})
+    expected = record.artifacts
     differ = sorted(name for name in expected if found.get(name) != expected[name])
     if differ:
         raise InttowerError(
-            f"the restored files differ from champion {record['id']}'s: {', '.join(differ)}"
+            f"the restored files differ from champion {record.id}'s: {', '.join(differ)}"
         )
-    entry = {key: record.get(key) for key in ("id", "experiment", "model", "as_of", "lineage")}
-    return promote(paths, {**entry, "metrics": record.get("metrics")}, sources, event="restored")
+    return promote(paths, record, sources, event="restored")

@@ -6,6 +6,7 @@ end's versioning (a DVC experiment from the CLI and Dagster: `inttower_dvc`)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -66,17 +67,18 @@ def retrain(
     not_versioned = versioning.why_not(paths)
     experiment = None if not_versioned else versioning.experiment_name(started)
     decision = decide(params, paths, current, experiment)
-    if experiment is None:
-        decision["versioning"] = {"skipped": not_versioned}
-    else:
-        decision["versioning"] = versioning.save(experiment, paths)
+    kept = {"skipped": not_versioned} if experiment is None else versioning.save(experiment, paths)
+    decision = replace(decision, versioning=kept)
     append_jsonl(
         {
             "stage": "retrain",
             "front_end": front_end,
-            **{key: decision[key] for key in ("decision", "reason", "decided_at", "versioning")},
+            "decision": decision.decision,
+            "reason": decision.reason,
+            "decided_at": decision.decided_at,
+            "versioning": decision.versioning,
         },
         paths.run_log,
     )
-    log.info("retrain: %s (%s)", decision["decision"], decision["reason"])
-    return decision
+    log.info("retrain: %s (%s)", decision.decision, decision.reason)
+    return decision.to_json()

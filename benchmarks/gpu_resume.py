@@ -28,6 +28,7 @@ import inttower.training.train as train_module
 from inttower.config import Params
 from inttower.features.encoded import load_split
 from inttower.pipeline.paths import Paths
+from inttower.training.card import TrainSummary
 from tests.training.helpers import tiny_params, write_tiny_project
 
 PART = "determinism_resume"
@@ -53,11 +54,18 @@ def _identical(first: Paths, second: Paths) -> bool:
 
 def _train(params: Params, paths: Paths, resume: bool = False) -> dict[str, Any]:
     summary = train_model_quiet(params, paths, resume)
-    return {key: summary[key] for key in ("device", "precision", "valid_auc", "epochs_run")}
+    return {
+        "device": summary.device,
+        "precision": summary.precision,
+        "valid_auc": summary.valid_auc,
+        "epochs_run": summary.epochs_run,
+    }
 
 
-def train_model_quiet(params: Params, paths: Paths, resume: bool) -> dict[str, Any]:
-    return train_module.train_model(params, paths, resume=resume, progress=False)  # type: ignore[return-value]
+def train_model_quiet(params: Params, paths: Paths, resume: bool) -> TrainSummary:
+    summary = train_module.train_model(params, paths, resume=resume, progress=False)
+    assert summary is not None  # one process: rank 0
+    return summary
 
 
 def compare(name: str, first: Paths, second: Paths) -> dict[str, Any]:
@@ -128,7 +136,7 @@ def main() -> None:
         row.update(
             {
                 "stopped": stopped,
-                "resumed_from_epoch": resumed["timing"]["resumed_from_epoch"],
+                "resumed_from_epoch": resumed.timing.resumed_from_epoch,
                 "valid_auc_straight": first["valid_auc"],
                 "valid_auc_resumed": resumed["valid_auc"],
             }

@@ -20,9 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _overrides import parse_overrides  # benchmarks/ is on sys.path: these run as scripts
+
+if TYPE_CHECKING:
+    from inttower.training.card import TrainSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_STAGES = ["source", "ingest", "validate", "split", "features", "encoders", "encode"]
@@ -78,7 +81,7 @@ def main() -> None:
                 started = time.perf_counter()
                 summary = STAGES["train"].run(params, paths)
                 trained = time.perf_counter() - started
-                metrics = STAGES["evaluate"].run(params, paths)
+                metrics = STAGES["evaluate"].run(params, paths).metrics
                 run = _row(config, seed, summary, metrics, trained)
                 runs.append(run)
                 print(json.dumps(run), file=sys.stderr, flush=True)
@@ -87,12 +90,14 @@ def main() -> None:
     print(_table(runs))
 
 
-def _row(config: str, seed: int, summary: dict, metrics: dict, trained: float) -> dict[str, Any]:
+def _row(
+    config: str, seed: int, summary: TrainSummary, metrics: dict[str, Any], trained: float
+) -> dict[str, Any]:
     base = metrics["baselines"]
     return {
         "config": config,
         "seed": seed,
-        "best_epoch": summary["best_epoch"],
+        "best_epoch": summary.best_epoch,
         "train_seconds": round(trained, 1),
         "auc": metrics["test"]["auc"],
         "logloss": metrics["test"]["logloss"],

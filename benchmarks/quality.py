@@ -89,7 +89,7 @@ def main() -> None:
                     params = load_params(ROOT / "params.yaml", overrides)
                     started = time.perf_counter()
                     summary = STAGES["train"].run(params, paths)
-                    metrics = STAGES["evaluate"].run(params, paths)
+                    metrics = STAGES["evaluate"].run(params, paths).metrics
                     baselines[split] = metrics["baselines"]
                     if metrics.get("oracle"):
                         oracles[split] = metrics["oracle"]
@@ -97,8 +97,8 @@ def main() -> None:
                         "split": split,
                         "model": model,
                         "seed": seed,
-                        "best_epoch": summary["best_epoch"],
-                        "valid_auc": summary["valid_auc"],
+                        "best_epoch": summary.best_epoch,
+                        "valid_auc": summary.valid_auc,
                         "seconds": round(time.perf_counter() - started, 1),
                         **{
                             f"{block}_{metric}": metrics[block][metric]
@@ -115,9 +115,11 @@ def main() -> None:
                     print(json.dumps(run), file=sys.stderr, flush=True)
             if not models:  # baselines only
                 STAGES["train"].run(load_params(ROOT / "params.yaml", split_overrides), paths)
-                baselines[split] = STAGES["evaluate"].run(
-                    load_params(ROOT / "params.yaml", split_overrides), paths
-                )["baselines"]
+                baselines[split] = (
+                    STAGES["evaluate"]
+                    .run(load_params(ROOT / "params.yaml", split_overrides), paths)
+                    .metrics["baselines"]
+                )
     if args.json:
         args.json.write_text(
             json.dumps({"runs": runs, "baselines": baselines, "oracles": oracles}, indent=2)

@@ -12,6 +12,7 @@ from dagster_project.metadata import four_decimals, md_table
 from dagster_project.resources import RunContext
 from inttower.data.schema import validate_tables
 from inttower.errors import ValidationFailed
+from inttower.evaluation.report import EvaluateSummary
 from inttower.features.encoders import UNKNOWN
 from inttower.io import read_json, read_parquet
 from inttower.lifecycle.promotion import describe_checks, quality_checks
@@ -49,7 +50,8 @@ def schema_valid(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
             },
         )
     return _result(
-        passed=True, metadata={"failure_count": 0, "summary": dg.MetadataValue.json(summary)}
+        passed=True,
+        metadata={"failure_count": 0, "summary": dg.MetadataValue.json(summary.to_json())},
     )
 
 
@@ -148,17 +150,17 @@ def test_items_known(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
 )
 def quality_gate(run: dg.ResourceParam[RunContext]) -> dg.AssetCheckResult:
     chosen = run.params
-    metrics = read_json(run.paths["metrics"])
-    results = quality_checks(metrics, chosen.checks)
+    evaluation = EvaluateSummary.from_json(read_json(run.paths["metrics"]))
+    results = quality_checks(evaluation, chosen.checks)
     return _result(
         passed=all(result["passed"] for result in results),
         description=f"{chosen.model.name}: {describe_checks(results)}",
         metadata={
             "model": chosen.model.name,
-            "test_auc": metrics.get("test", {}).get("auc"),
+            "test_auc": evaluation.test.auc,
             "bars": dg.MetadataValue.md(md_table(results)),
             "failed": ", ".join(r["check"] for r in results if not r["passed"]) or "none",
-            "no_model_baselines": dg.MetadataValue.json(metrics.get("baselines", {})),
+            "no_model_baselines": dg.MetadataValue.json(evaluation.metrics.get("baselines") or {}),
         },
     )
 

@@ -16,10 +16,19 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from inttower.data.schema import ValidationSummary
+from inttower.evaluation.report import EvaluateSummary
 from inttower.io import read_json
 from inttower.pipeline.catalog import TABLES
 from inttower.pipeline.paths import Paths
-from inttower.pipeline.registry import Stage
+from inttower.pipeline.registry import Stage, StageSummary
+from inttower.pipeline.stages.encode import EncodeSummary
+from inttower.pipeline.stages.encoders import EncodersSummary
+from inttower.pipeline.stages.features import FeaturesSummary
+from inttower.pipeline.stages.ingest import IngestSummary
+from inttower.pipeline.stages.split import SplitSummary
+from inttower.serving.export import ExportSummary
+from inttower.training.card import TrainSummary
 
 PREVIEW_ROWS = 5
 DIGITS = 4  # headline numbers: 0.8283, not 0.8282775093510584
@@ -140,16 +149,16 @@ def _tables_metadata(layer: str, paths: Paths) -> dict[str, Any]:
 # --- per stage ------------------------------------------------------------------------------
 
 
-def _ingest(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _ingest(summary: IngestSummary, paths: Paths) -> dict[str, Any]:
     sources = read_json(paths["ingested.sources"])
     return {
-        "dataset": summary["dataset"],
+        "dataset": summary.dataset,
         "sources": dg.MetadataValue.json(sources),
         **_tables_metadata("ingested", paths),
     }
 
 
-def _validate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _validate(summary: ValidationSummary, paths: Paths) -> dict[str, Any]:
     ratings = (
         pl.read_parquet(paths["validated.interactions"], columns=["rating"])
         .group_by("rating")
@@ -158,29 +167,29 @@ def _validate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
         .with_columns(share=pl.col("events") / pl.col("events").sum())
     )
     return {
-        "validation": dg.MetadataValue.json(summary),
+        "validation": dg.MetadataValue.json(summary.to_json()),
         "rating_distribution": frame_md(ratings),
         **_tables_metadata("validated", paths),
     }
 
 
-def _split(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _split(summary: SplitSummary, paths: Paths) -> dict[str, Any]:
     rows = [
         {
             "split": name,
-            "events": block["events"],
-            "positive_rate": block["positive_rate"],
-            "users": block["users"],
-            "items": block["items"],
-            "first_event": iso_time(block["first_timestamp"]),
-            "last_event": iso_time(block["last_timestamp"]),
+            "events": block.events,
+            "positive_rate": block.positive_rate,
+            "users": block.users,
+            "items": block.items,
+            "first_event": iso_time(block.first_timestamp),
+            "last_event": iso_time(block.last_timestamp),
         }
-        for name, block in summary["splits"].items()
+        for name, block in summary.splits.items()
     ]
     events = paths["split.events"]
     return {
-        "protocol": summary["protocol"],
-        "leaky": summary["leaky"],
+        "protocol": summary.protocol,
+        "leaky": summary.leaky,
         "splits": dg.MetadataValue.md(md_table(rows)),
         **{f"label_balance/{row['split']}": headline(float(row["positive_rate"])) for row in rows},
         "dagster/row_count": _rows(events),
@@ -189,8 +198,8 @@ def _split(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     }
 
 
-def _features(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    by_split: dict[str, dict[str, float]] = summary["by_split"]
+def _features(summary: FeaturesSummary, paths: Paths) -> dict[str, Any]:
+    by_split = summary.by_split
     order = [name for name in ("train", "valid", "test") if name in by_split]
     statistics = sorted({key for block in by_split.values() for key in block})
     rows = [
@@ -200,90 +209,89 @@ def _features(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     events = paths["features.events"]
     preview = pl.read_parquet(events, n_rows=PREVIEW_ROWS).drop("history", strict=False)
     return {
-        "priors": dg.MetadataValue.json(summary["priors"]),
+        "priors": dg.MetadataValue.json(summary.priors),
         "feature_statistics": dg.MetadataValue.md(md_table(rows, ["statistic", *order])),
-        "dagster/row_count": summary["events"],
+        "dagster/row_count": summary.events,
         "dagster/column_schema": column_schema(events),
         "preview": frame_md(preview),
     }
 
 
-def _encoders(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    sizes = summary["vocabulary_sizes"]
+def _encoders(summary: EncodersSummary, paths: Paths) -> dict[str, Any]:
+    sizes = summary.vocabulary_sizes
     return {
-        "fitted_on": summary["fitted_on"],
+        "fitted_on": summary.fitted_on,
         "vocabulary_sizes": dg.MetadataValue.md(
             md_table([{"field": name, "size": size} for name, size in sizes.items()])
         ),
     }
 
 
-def _encode(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _encode(summary: EncodeSummary, paths: Paths) -> dict[str, Any]:
     rows = [
         {
             "split": name,
-            "events": block["events"],
-            "cold_user_share": block["cold_user_share"],
-            **{f"unknown {field}": share for field, share in block["unknown_share"].items()},
+            "events": block.events,
+            "cold_user_share": block.cold_user_share,
+            **{f"unknown {field}": share for field, share in block.unknown_share.items()},
         }
-        for name, block in summary.items()
+        for name, block in summary.splits.items()
     ]
     return {
         "splits": dg.MetadataValue.md(md_table(rows)),
-        "dagster/row_count": sum(block["events"] for block in summary.values()),
+        "dagster/row_count": summary.events,
         **{
-            f"unknown_item_share/{name}": headline(
-                float(block["unknown_share"].get("item_id", 0.0))
-            )
-            for name, block in summary.items()
+            f"unknown_item_share/{name}": headline(block.unknown_share.get("item_id", 0.0))
+            for name, block in summary.splits.items()
         },
     }
 
 
-def _train(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _train(summary: TrainSummary, paths: Paths) -> dict[str, Any]:
     card = read_json(paths["model.card"])
     history: list[dict[str, Any]] = read_json(paths["train.history"])
     return {
         "model": card["model"],
-        "n_parameters": int(summary["n_parameters"]),
-        "device": str(summary["device"]),
-        "precision": card.get("precision"),
-        "best_epoch": int(summary["best_epoch"]),
-        "epochs_run": int(summary["epochs_run"]),
-        "stopped_early": bool(summary["stopped_early"]),
-        "valid_auc": headline(summary["valid_auc"]),
-        "valid_logloss": headline(summary["valid_logloss"]),
-        "samples_per_second": round(float(summary["timing"]["samples_per_second"])),
+        "n_parameters": summary.n_parameters,
+        "device": summary.device,
+        "precision": summary.precision,
+        "best_epoch": summary.best_epoch,
+        "epochs_run": summary.epochs_run,
+        "stopped_early": summary.stopped_early,
+        "valid_auc": headline(summary.valid_auc),
+        "valid_logloss": headline(summary.valid_logloss),
+        "samples_per_second": round(summary.timing.samples_per_second),
         # the chart is on the evaluation asset (evaluate draws it from the model card)
         "training_curve": dg.MetadataValue.md(md_table(history)),
     }
 
 
-def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _evaluate(summary: EvaluateSummary, paths: Paths) -> dict[str, Any]:
+    # the tables show every column the document holds (the MF beside each block, …)
+    document = summary.metrics
     blocks = ("test", "valid", "test_cold", "test_warm")
-    rows = [{"rows": name, **summary[name]} for name in blocks if name in summary]
+    rows = [{"rows": name, **document[name]} for name in blocks if document.get(name)]
     baselines = [
-        {"baseline": name, **block} for name, block in summary.get("baselines", {}).items()
+        {"baseline": name, **block} for name, block in (document.get("baselines") or {}).items()
     ]
+    test, uncalibrated, oracle = summary.test, summary.uncalibrated_test, summary.oracle
     return {
-        "model": summary["model"],
-        "protocol": summary["protocol"],
-        "leaky": summary["leaky"],
-        **{
-            f"test_{name}": headline(summary["test"].get(name))
-            for name in ("auc", "logloss", "gauc", "ece")
-        },
-        **{
-            f"test_{name}_uncalibrated": headline(summary["uncalibrated"]["test"].get(name))
-            for name in ("logloss", "ece")
-        },
+        "model": summary.model,
+        "protocol": summary.protocol,
+        "leaky": summary.leaky,
+        "test_auc": headline(test.auc),
+        "test_logloss": headline(test.logloss),
+        "test_gauc": headline(test.gauc),
+        "test_ece": headline(test.ece),
+        "test_logloss_uncalibrated": headline(uncalibrated.logloss),
+        "test_ece_uncalibrated": headline(uncalibrated.ece),
         # synthetic data only: the generator's own probabilities, the ceiling of any model
         **(
             {
-                f"oracle_test_{name}": headline(summary["oracle"][name])
-                for name in ("auc", "logloss")
+                "oracle_test_auc": headline(oracle.auc),
+                "oracle_test_logloss": headline(oracle.logloss),
             }
-            if summary.get("oracle")
+            if oracle is not None
             else {}
         ),
         "metrics": dg.MetadataValue.md(
@@ -302,10 +310,10 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
                 "model_ndcg_at_10": headline(ranked["model"].get("ndcg@10")),
                 "popularity_ndcg_at_10": headline(ranked["popularity"].get("ndcg@10")),
             }
-            if (ranked := summary.get("ranking"))
+            if (ranked := summary.ranking)
             else {}
         ),
-        "calibration_fit": dg.MetadataValue.json(summary["calibration"]),
+        "calibration_fit": dg.MetadataValue.json(document["calibration"]),
         "training_curve": png_md(paths["plots.training_curve"], "training curve"),
         "roc": png_md(paths["plots.roc"], "test ROC"),
         "reliability": png_md(paths["plots.reliability"], "test reliability"),
@@ -313,36 +321,34 @@ def _evaluate(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     }
 
 
-def _warm_cold_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+def _warm_cold_rows(summary: EvaluateSummary) -> list[dict[str, Any]]:
+    document, rows = summary.metrics, []
     for users, block, oracle in (
         ("warm", "test_warm", "oracle_warm"),
         ("cold", "test_cold", "oracle_cold"),
     ):
-        scores = summary.get(block, {})
+        scores = document.get(block) or {}
         rows.append(
             {
                 "users": users,
                 "n": scores.get("n"),
                 "model_auc": scores.get("auc"),
                 "ids_mf_auc": scores.get("ids_mf", {}).get("auc"),
-                "oracle_auc": (summary.get(oracle) or {}).get("auc"),
+                "oracle_auc": (document.get(oracle) or {}).get("auc"),
             }
         )
     return rows
 
 
-def _export(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def _export(summary: ExportSummary, paths: Paths) -> dict[str, Any]:
     manifest = read_json(paths["serving.manifest"])
-    sizes = [
-        {"file": name, "MiB": round(size / 2**20, 2)} for name, size in summary["bytes"].items()
-    ]
+    sizes = [{"file": name, "MiB": round(size / 2**20, 2)} for name, size in summary.bytes.items()]
     return {
-        "bundle_id": manifest["bundle_id"],
-        "model_id": manifest["model_id"],
-        "users": manifest["n_users"],
-        "items": manifest["n_items"],
-        "features_as_of": manifest["features_as_of"],
+        "bundle_id": summary.bundle_id,
+        "model_id": summary.model_id,
+        "users": summary.n_users,
+        "items": summary.n_items,
+        "features_as_of": summary.features_as_of,
         "test_auc": headline(manifest["evaluation"]["test"]["auc"]),
         "files": dg.MetadataValue.md(md_table(sizes)),
         "score": dg.MetadataValue.md(
@@ -351,7 +357,8 @@ def _export(summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
     }
 
 
-_BY_STAGE: dict[str, Callable[[dict[str, Any], Paths], dict[str, Any]]] = {
+# each builder takes its own stage's summary (the registry pairs them by name)
+_BY_STAGE: dict[str, Callable[[Any, Paths], dict[str, Any]]] = {
     "ingest": _ingest,
     "validate": _validate,
     "split": _split,
@@ -364,11 +371,11 @@ _BY_STAGE: dict[str, Callable[[dict[str, Any], Paths], dict[str, Any]]] = {
 }
 
 
-def stage_metadata(stage: Stage, summary: dict[str, Any], paths: Paths) -> dict[str, Any]:
+def stage_metadata(stage: Stage, summary: StageSummary, paths: Paths) -> dict[str, Any]:
     """The stage's own facts (or its raw summary for a stage without a builder)."""
     builder = _BY_STAGE.get(stage.name)
     if builder is None:
-        return {"summary": dg.MetadataValue.json(summary)}
+        return {"summary": dg.MetadataValue.json(summary.to_json())}
     return builder(summary, paths)
 
 

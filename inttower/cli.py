@@ -17,7 +17,7 @@ from inttower.errors import InttowerError
 from inttower.io import atomic_path
 from inttower.lifecycle.records import ChampionRecord
 from inttower.pipeline.paths import DATA_DIR_ENV, REPORTS_DIR_ENV, Paths
-from inttower.pipeline.registry import STAGES, run_stage, stage_names
+from inttower.pipeline.registry import STAGES, StageSummary, run_stage, stage_names
 from inttower.pipeline.run_lock import run_lock
 
 log = logging.getLogger("inttower")
@@ -123,7 +123,7 @@ def _paths(args: argparse.Namespace) -> Paths:
     return Paths.choose(data=args.data_dir, reports=args.reports_dir)
 
 
-def _run_stage(name: str, params: Params, paths: Paths, args: argparse.Namespace) -> dict:
+def _run_stage(name: str, params: Params, paths: Paths, args: argparse.Namespace) -> StageSummary:
     started = time.perf_counter()
     log.info("stage %s: started", name)
     options = {"resume": args.resume} if name == "train" else {}
@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with run_lock(paths.data):
             for name in chosen:
                 summary = _run_stage(name, params, paths, args)
-                print(json.dumps({name: summary}, default=str, sort_keys=True))
+                print(json.dumps({name: summary.to_json()}, default=str, sort_keys=True))
         return 0
     except InttowerError as exc:
         if args.traceback:

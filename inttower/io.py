@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,25 @@ def read_json(path: Path | str) -> Any:
     except json.JSONDecodeError as exc:
         reason = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
         raise _corrupt(path, "JSON", reason) from None
+
+
+class Summary:
+    """What a stage hands its front end (a frozen dataclass beside the code that makes it): the
+    CLI prints `to_json()`, Dagster reads the attributes, the run log keeps `timings()`."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def timings(self) -> dict[str, Any]:
+        """Facts of this process (seconds, throughput): the run log's, never a versioned file's."""
+        return {}
+
+
+def known_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw`'s keys that name a field of dataclass `cls`: a record read back from JSON written by
+    another version keeps what this version knows."""
+    names = {item.name for item in fields(cls)}
+    return {key: value for key, value in raw.items() if key in names}
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,14 +1,18 @@
 """The layers keep their places: the `inttower` library knows nothing of Dagster or DVC (the
 front ends, `dagster_project/` and `inttower_dvc/`, hold them), and its packages are rooms by
-concern (docs/architecture.md)."""
+concern (docs/architecture.md); stages hand typed summaries, not dicts, to the front ends."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import subprocess
 import sys
+import typing
 from pathlib import Path
+
+from inttower.pipeline.registry import STAGE_LIST
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "inttower"
@@ -75,3 +79,11 @@ def test_the_top_level_holds_only_the_entry_points_and_the_shared_basics() -> No
         "config", "data", "evaluation", "features", "lifecycle", "models", "pipeline",
         "serving", "training",
     ]  # fmt: skip
+
+
+def test_every_stage_returns_a_frozen_typed_summary() -> None:
+    for stage in STAGE_LIST:
+        returned = typing.get_type_hints(stage.run)["return"]
+        assert dataclasses.is_dataclass(returned), f"{stage.name} returns {returned}"
+        assert returned.__dataclass_params__.frozen, f"{stage.name}: {returned.__name__}"
+        assert callable(returned.to_json) and callable(returned.timings), stage.name

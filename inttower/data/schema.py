@@ -8,6 +8,7 @@ up to five failing rows with the file and line they came from.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import pandera.polars as pa
@@ -16,6 +17,7 @@ from pandera.errors import SchemaErrors
 
 from inttower.data.tables import TABLE_SCHEMAS, RawTables, SourceRef
 from inttower.errors import ValidationFailed
+from inttower.io import Summary
 
 EARLIEST = int(dt.datetime(1990, 1, 1, tzinfo=dt.UTC).timestamp())  # before MovieLens existed
 SAMPLE_ROWS = 5
@@ -203,11 +205,35 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@dataclass(frozen=True)
+class ValidationSummary(Summary):
+    """What validation found (`reports/validation.json`): every table's rows and source, and the
+    checks every row passed."""
+
+    rows: dict[str, int]  # table -> rows
+    sources: dict[str, str]  # table -> the file it was read from
+    checks: list[str]
+    rating_range: tuple[float, float]
+
+    @property
+    def checks_passed(self) -> int:
+        return len(self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "sources": self.sources,
+            "checks": self.checks,
+            "checks_passed": self.checks_passed,
+            "rating_range": list(self.rating_range),
+        }
+
+
 def validate_tables(
     tables: RawTables,
     rating_range: tuple[float, float] = (0.5, 5.0),
     rating_step: float = 0.5,
-) -> dict[str, Any]:
+) -> ValidationSummary:
     """Check every table, every interaction's user and item, and that no rating event
     (user, item, timestamp) occurs twice; return a summary, or raise ValidationFailed for the
     first table that breaks, naming its source file and lines (a duplicate: both lines)."""
@@ -249,10 +275,9 @@ def validate_tables(
             checks += [f"{table}.{column}: {check.error or check.name}" for check in spec.checks]
     checks += ["interactions.user_id: in users", "interactions.item_id: in items"]
     checks += [f"interactions.({', '.join(EVENT_KEY)}): unique event"]
-    return {
-        "rows": {table: tables.table(table).height for table in TABLE_ORDER},
-        "sources": {table: ref.path for table, ref in tables.sources.items()},
-        "checks": checks,
-        "checks_passed": len(checks),
-        "rating_range": list(rating_range),
-    }
+    return ValidationSummary(
+        rows={table: tables.table(table).height for table in TABLE_ORDER},
+        sources={table: ref.path for table, ref in tables.sources.items()},
+        checks=checks,
+        rating_range=rating_range,
+    )

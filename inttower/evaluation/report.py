@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,14 @@ from inttower.evaluation.plots import (
 from inttower.evaluation.ranking import RankingTables, ranking_metrics
 from inttower.features.encoded import LABEL, EncodedSplit, load_fields, load_split, split_path
 from inttower.features.point_in_time import dense_columns
-from inttower.io import load_tensors, read_json, read_parquet_schema, write_json
+from inttower.io import (
+    Summary,
+    known_fields,
+    load_tensors,
+    read_json,
+    read_parquet_schema,
+    write_json,
+)
 from inttower.models.mf import BiasedMF, IdsSplit, fit_ids_mf
 from inttower.models.registry import build_model
 from inttower.pipeline.paths import Paths
@@ -50,6 +58,66 @@ BASELINE_NAMES = {
     "dense_logistic": "features alone: logistic regression on the dense features",
     "ids_mf": "ids alone: biased matrix factorisation",
 }
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's (or a baseline's) scores on one set of events."""
+
+    auc: float | None = None  # None: one class only, or a baseline that could not score
+    logloss: float | None = None
+    n: int = 0
+    ece: float | None = None
+    gauc: float | None = None
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Scores:
+        return cls(**known_fields(cls, raw))
+
+
+@dataclass(frozen=True)
+class EvaluateSummary(Summary):
+    """`reports/metrics.json` (the document, as `dvc metrics` reads it) and, typed, what the
+    front ends and the champion rule read of it."""
+
+    model: str
+    protocol: str
+    leaky: bool
+    test: Scores
+    valid: Scores
+    test_warm: Scores | None
+    test_cold: Scores | None
+    uncalibrated_test: Scores
+    baselines: dict[str, Scores]
+    oracle: Scores | None  # synthetic data only: the generator's own probabilities
+    ranking: dict[str, dict[str, float]] | None  # ranker -> "ndcg@10", "recall@10" … -> value
+    metrics: dict[str, Any]  # the whole document, as written
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> EvaluateSummary:
+        def block(name: str) -> Scores | None:
+            return Scores.from_json(raw[name]) if raw.get(name) else None
+
+        return cls(
+            model=raw["model"],
+            protocol=raw["protocol"],
+            leaky=raw["leaky"],
+            test=Scores.from_json(raw["test"]),
+            valid=Scores.from_json(raw["valid"]),
+            test_warm=block("test_warm"),
+            test_cold=block("test_cold"),
+            uncalibrated_test=Scores.from_json(raw["uncalibrated"]["test"]),
+            baselines={
+                name: Scores.from_json(scores)
+                for name, scores in (raw.get("baselines") or {}).items()
+            },
+            oracle=block("oracle"),
+            ranking=raw.get("ranking"),
+            metrics=raw,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.metrics
 
 
 def evaluate_model(params: Params, paths: Paths, ranking: bool = True) -> dict[str, Any]:
@@ -165,10 +233,10 @@ def evaluate_model(params: Params, paths: Paths, ranking: bool = True) -> dict[s
     return metrics
 
 
-Scores = dict[str, float | int | None]
+ScoreDict = dict[str, float | int | None]
 
 
-def _scored(labels: np.ndarray, probability: np.ndarray) -> Scores:
+def _scored(labels: np.ndarray, probability: np.ndarray) -> ScoreDict:
     return {
         "auc": finite_or_none(auc(labels, probability)),
         "logloss": finite_or_none(logloss(labels, probability)),
@@ -195,7 +263,7 @@ def ids_mf_probabilities(
 
 def oracle_metrics(
     params: Params, paths: Paths
-) -> tuple[Scores | None, Scores | None, Scores | None]:
+) -> tuple[ScoreDict | None, ScoreDict | None, ScoreDict | None]:
     """The generator's own P(label | event) on the test events, when the data is synthetic: the
     ceiling no model can pass (None for real data, whose truth nobody knows); overall, then on
     warm and cold users (seen in train or not)."""

@@ -22,11 +22,13 @@ from typing import Any, Literal
 
 from inttower.config import Params, parse_params
 from inttower.errors import ConfigError, InttowerError
+from inttower.evaluation.report import EvaluateSummary
 from inttower.io import append_jsonl, read_json, write_json
 from inttower.lifecycle.promotion import NDCG, compare, describe_checks, quality_checks
 from inttower.lifecycle.records import Challenger, ChampionRecord, Decision
 from inttower.pipeline.catalog import CHAMPION_BUNDLE
 from inttower.pipeline.paths import Paths, mirror_dir
+from inttower.pipeline.stages.encode import EncodeSummary
 
 # What a model is made of: every params section but the schedule, the checks and the promotion
 # rule (they decide about a model; they do not change it).
@@ -284,10 +286,10 @@ def decide(
 ) -> Decision:
     """After a retrain's stages: the blocking checks, then challenger vs champion on the same
     test window; promotes when both allow it. Writes `reports/promotion.json` either way."""
-    metrics = read_json(paths["metrics"])
-    encoded = read_json(paths["encode.summary"])
-    checks = quality_checks(metrics, params.checks)
-    unknown = encoded.get("test", {}).get("unknown_share", {}).get("item_id", 0.0)
+    evaluation = EvaluateSummary.from_json(read_json(paths["metrics"]))
+    encoded = EncodeSummary.from_json(read_json(paths["encode.summary"]))
+    checks = quality_checks(evaluation, params.checks)
+    unknown = encoded.splits["test"].unknown_share.get("item_id", 0.0)
     checks.append(
         {
             "check": "max_unknown_item_share",
@@ -297,10 +299,11 @@ def decide(
         }
     )
     sources = bundle_sources(paths)
-    scores = {"auc": metrics["test"]["auc"], "logloss": metrics["test"]["logloss"]}
+    metrics = evaluation.metrics
+    scores = {"auc": evaluation.test.auc, "logloss": evaluation.test.logloss}
     top_k = params.promotion.max_ndcg_drop is not None
     if top_k:
-        scores[NDCG] = ((metrics.get("ranking") or {}).get("model") or {}).get(NDCG)
+        scores[NDCG] = ((evaluation.ranking or {}).get("model") or {}).get(NDCG)
     challenger = Challenger(
         id=model_id(sources["model.safetensors"]),
         experiment=experiment,
@@ -331,7 +334,7 @@ def decide(
         champion=None
         if champion is None
         else {"id": champion.id, "experiment": champion.experiment, "test": champion_scores},
-        test_window={"as_of": params.data.as_of, "events": metrics["test"].get("n")},
+        test_window={"as_of": params.data.as_of, "events": evaluation.test.n},
     )
     if promoted:
         promote(paths, challenger, sources)

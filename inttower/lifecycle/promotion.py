@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from inttower.config import CheckParams, PromotionParams
+from inttower.evaluation.report import EvaluateSummary
 
 RATE_LOGITS = "user_item_pos_rate_logits"  # the point-in-time no-model baseline
 DENSE_LOGISTIC = "dense_logistic"  # the features-alone logistic regression
@@ -14,24 +15,21 @@ IDS_MF = "ids_mf"  # the ids-only biased matrix factorisation
 NDCG = "ndcg@10"  # the served top-K's quality, held by promotion.max_ndcg_drop
 
 
-def quality_checks(metrics: dict[str, Any], checks: CheckParams) -> list[dict[str, Any]]:
-    """Each bar the model's test AUC must clear: the floor, the rate-logit baseline and the
-    features-alone baseline, each plus its margin. A missing AUC or baseline fails its bar."""
-    test_auc = metrics.get("test", {}).get("auc")
-    baselines = metrics.get("baselines", {})
+def quality_checks(evaluation: EvaluateSummary, checks: CheckParams) -> list[dict[str, Any]]:
+    """Each bar the model's test AUC must clear: the floor, the rate-logit baseline, the
+    features-alone and the ids-only baselines, each plus its margin. A missing AUC or baseline
+    fails its bar. The results are JSON: they are written with the decision."""
+    test_auc = evaluation.test.auc
+
+    def baseline(name: str) -> float | None:
+        scores = evaluation.baselines.get(name)
+        return None if scores is None else scores.auc
+
     bars: list[tuple[str, float | None, float]] = [
         ("min_test_auc", checks.min_test_auc, 0.0),
-        (
-            RATE_LOGITS,
-            baselines.get(RATE_LOGITS, {}).get("auc"),
-            checks.min_auc_gain_over_rate_logits,
-        ),
-        (
-            DENSE_LOGISTIC,
-            baselines.get(DENSE_LOGISTIC, {}).get("auc"),
-            checks.min_auc_gain_over_dense_logistic,
-        ),
-        (IDS_MF, baselines.get(IDS_MF, {}).get("auc"), checks.min_auc_gain_over_ids_mf),
+        (RATE_LOGITS, baseline(RATE_LOGITS), checks.min_auc_gain_over_rate_logits),
+        (DENSE_LOGISTIC, baseline(DENSE_LOGISTIC), checks.min_auc_gain_over_dense_logistic),
+        (IDS_MF, baseline(IDS_MF), checks.min_auc_gain_over_ids_mf),
     ]
     results = []
     for name, baseline, margin in bars:

@@ -4,13 +4,10 @@ boundary only; the code reads attributes."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-
-def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
-    names = {item.name for item in fields(cls)}
-    return {key: value for key, value in raw.items() if key in names}
+from inttower.io import known_fields
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ class ChampionRecord:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ChampionRecord:
-        return cls(**_known(cls, raw))
+        return cls(**known_fields(cls, raw))
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Challenger:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Challenger:
-        return cls(**_known(cls, raw))
+        return cls(**known_fields(cls, raw))
 
 
 @dataclass(frozen=True)
@@ -80,5 +77,5 @@ class Decision:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Decision:
-        known = _known(cls, raw)
+        known = known_fields(cls, raw)
         return cls(**{**known, "challenger": Challenger.from_json(known["challenger"])})

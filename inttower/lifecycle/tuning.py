@@ -157,10 +157,10 @@ def tune(params: Params, paths: Paths, space: SearchSpace, trials: int | None = 
                 raise optuna.TrialPruned(f"valid AUC {valid_auc:.4f} after epoch {epoch}")
 
         summary = train_model(trial_params, trial_paths, progress=False, on_epoch=report)
-        if summary is None or summary["valid_auc"] is None:
+        if summary is None or summary.valid_auc is None:
             raise InttowerError(f"trial {trial.number}: training returned no validation AUC")
-        log.info("trial %d: valid AUC %.4f with %s", trial.number, summary["valid_auc"], chosen)
-        return float(summary["valid_auc"])
+        log.info("trial %d: valid AUC %.4f with %s", trial.number, summary.valid_auc, chosen)
+        return float(summary.valid_auc)
 
     study.optimize(objective, n_trials=trials or space.trials)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inttower.config import Params
 from inttower.io import append_jsonl, staging_area
@@ -36,8 +36,15 @@ from inttower.pipeline.stages import (
 )
 
 REPO_ROOT = code_deps.REPO_ROOT
-# Summaries may carry timings under this key: they go to the run log, never into an output.
-TIMING_KEY = "timing"
+
+
+class StageSummary(Protocol):
+    """What a stage's `run` returns: a frozen dataclass beside the code that makes it
+    (`inttower.io.Summary`); JSON only when it leaves the process."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def timings(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +53,7 @@ class Stage:
 
     name: str
     noun: str  # the artifact it leaves behind: the Dagster asset's key
-    run: Callable[..., dict[str, Any]]
+    run: Callable[..., StageSummary]
     description: str
     group: str
     reads: tuple[str, ...]
@@ -264,14 +271,13 @@ def stage_names() -> list[str]:
 
 def run_stage(
     stage: Stage, params: Params, paths: Paths, front_end: str, **options: Any
-) -> dict[str, Any]:
+) -> StageSummary:
     """Run one stage the way every front end does: temporary files in the staging area (never in
     an output folder), and a line in the uncached run log with the summary's timings."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     with staging_area(paths.staging):
         summary = stage.run(params, paths, **options)
-    timing = summary.get(TIMING_KEY, {})
     append_jsonl(
         {
             "stage": stage.name,
@@ -281,7 +287,7 @@ def run_stage(
             "params_fingerprint": params.fingerprint(list(stage.params)) if stage.params else "",
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            **timing,
+            **summary.timings(),
         },
         paths.run_log,
     )

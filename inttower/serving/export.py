@@ -21,6 +21,7 @@ import hashlib
 import io
 import logging
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 from inttower.config import Params
 from inttower.errors import ConfigError
 from inttower.features.encoded import FieldSpec, load_fields, tower_fields
-from inttower.io import atomic_path, file_md5, write_json
+from inttower.io import Summary, atomic_path, file_md5, write_json
 from inttower.models.item_cache import ItemCache
 from inttower.models.towers import TwoTowerModel
 from inttower.pipeline.paths import Paths
@@ -210,7 +211,17 @@ def manifest(
     }
 
 
-def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExportSummary(Summary):
+    bundle_id: str
+    model_id: str
+    n_users: int
+    n_items: int
+    features_as_of: str
+    bytes: dict[str, int]  # bundle file -> size
+
+
+def export_bundle(params: Params, paths: Paths) -> ExportSummary:
     """Write the serving bundle of the trained model into its folder, every file atomically and
     the manifest last (a bundle with a manifest is complete)."""
     import polars as pl
@@ -312,10 +323,14 @@ def export_bundle(params: Params, paths: Paths) -> dict[str, Any]:
         record["n_items"],
         record["features_as_of"],
     )
-    return {key: record[key] for key in ("bundle_id", "model_id", "n_users", "n_items")} | {
-        "features_as_of": record["features_as_of"],
-        "bytes": {name: (folder / name).stat().st_size for name in BUNDLE_FILES},
-    }
+    return ExportSummary(
+        bundle_id=record["bundle_id"],
+        model_id=record["model_id"],
+        n_users=record["n_users"],
+        n_items=record["n_items"],
+        features_as_of=record["features_as_of"],
+        bytes={name: (folder / name).stat().st_size for name in BUNDLE_FILES},
+    )
 
 
 def _evaluation(metrics: dict[str, Any]) -> dict[str, Any]:

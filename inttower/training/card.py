@@ -3,6 +3,7 @@ history), written by training; its lineage is checked by every stage that reads 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -10,7 +11,7 @@ import torch
 from inttower.config import Params
 from inttower.errors import StageInputError
 from inttower.features.encoded import encoded_hashes
-from inttower.io import read_json
+from inttower.io import Summary, known_fields, read_json
 from inttower.pipeline.paths import Paths
 
 if TYPE_CHECKING:
@@ -75,3 +76,37 @@ def check_model_lineage(params: Params, paths: Paths) -> None:
         raise StageInputError(
             f"{card_path}: model was trained with other `model` params; run the `train` stage again"
         )
+
+
+@dataclass(frozen=True)
+class TrainTimings:
+    samples_per_second: float  # the whole split per epoch, every rank together
+    train_seconds: float
+    epoch_seconds: list[float]
+    wall_seconds: float
+    resumed_from_epoch: int | None
+
+
+@dataclass(frozen=True)
+class TrainSummary(Summary):
+    """The model card's headline and this process's timings; what rank 0 hands back through a
+    file (torchrun) or a Pipes message, so it round-trips through JSON."""
+
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    n_parameters: int
+    device: str
+    world_size: int
+    precision: str
+    valid_auc: float | None  # None when valid holds one class
+    valid_logloss: float | None
+    model_path: str
+    timing: TrainTimings
+
+    def timings(self) -> dict[str, Any]:
+        return asdict(self.timing)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TrainSummary:
+        return cls(**{**known_fields(cls, raw), "timing": TrainTimings(**raw["timing"])})

@@ -29,7 +29,7 @@ from inttower.pipeline.paths import Paths
 from inttower.training import distributed
 from inttower.training.allocator import reused_host_memory
 from inttower.training.batching import Batch, DeviceSplit, epoch_seed, predict_logits
-from inttower.training.card import model_card
+from inttower.training.card import TrainSummary, TrainTimings, model_card
 from inttower.training.checkpoint import (
     TrainingState,
     clear_checkpoints,
@@ -59,7 +59,7 @@ def train_model(
     progress: bool = True,
     launcher: Callable[..., dict[str, Any]] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
-) -> dict[str, Any] | None:
+) -> TrainSummary | None:
     """Train `model.name` early-stopped on validation AUC: best weights + model card, a checkpoint
     per epoch, train_history.json. `resume` continues a matching checkpoint to the same result.
     With more than one process (`train.nproc`, `train.nnodes`) it launches torchrun and returns
@@ -68,7 +68,7 @@ def train_model(
     returns a summary (the others None). `on_epoch(epoch, valid_auc)` hears each epoch's
     validation (one process only): a tuner reports it and may stop the run by raising."""
     if distributed.world_size(params) > 1 and not distributed.in_worker():
-        return (launcher or distributed.launch)(params, paths, resume)
+        return TrainSummary.from_json((launcher or distributed.launch)(params, paths, resume))
     device = select_device(params.train.device)
     rank = distributed.join(device.type) if distributed.in_worker() else None
     try:
@@ -86,7 +86,7 @@ def _train(
     device: torch.device,
     rank: distributed.Rank | None,
     on_epoch: Callable[[int, float], None] | None = None,
-) -> dict[str, Any] | None:
+) -> TrainSummary | None:
     if rank is not None and device.type == "cuda":
         device = torch.device("cuda", rank.local_rank)
     started = time.perf_counter()
@@ -381,27 +381,27 @@ class Trainer:
         write_json(state.history, paths["train.history"])
         return card
 
-    def summary(self, card: dict[str, Any], wall_seconds: float) -> dict[str, Any]:
+    def summary(self, card: dict[str, Any], wall_seconds: float) -> TrainSummary:
         """What the stage returns: the card's headline, and this process's timings (the run log
         keeps them, never a versioned file)."""
         state = self.state
         keys = ("best_epoch", "epochs_run", "stopped_early", "n_parameters", "device")
         # every rank saw a shard of each epoch: samples_seen counts the whole split, all ranks
         samples_per_second = round(state.samples_seen / max(state.train_seconds, 1e-9), 1)
-        return {
+        return TrainSummary(
             **{key: card[key] for key in (*keys, "world_size")},
-            "precision": self.precision.name,
-            "valid_auc": card["valid"]["auc"],
-            "valid_logloss": card["valid"]["logloss"],
-            "model_path": str(self.paths["model.weights"]),
-            "timing": {
-                "samples_per_second": samples_per_second,
-                "train_seconds": round(state.train_seconds, 3),
-                "epoch_seconds": self.epoch_seconds,
-                "wall_seconds": round(wall_seconds, 3),
-                "resumed_from_epoch": self.resumed_from,
-            },
-        }
+            precision=self.precision.name,
+            valid_auc=card["valid"]["auc"],
+            valid_logloss=card["valid"]["logloss"],
+            model_path=str(self.paths["model.weights"]),
+            timing=TrainTimings(
+                samples_per_second=samples_per_second,
+                train_seconds=round(state.train_seconds, 3),
+                epoch_seconds=self.epoch_seconds,
+                wall_seconds=round(wall_seconds, 3),
+                resumed_from_epoch=self.resumed_from,
+            ),
+        )
 
 
 def _beats(valid_auc: float, best_auc: float | None) -> bool:

@@ -9,16 +9,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from inttower.config import parse_params
 from inttower.io import staging_area, write_json
 from inttower.pipeline.paths import Paths
+from inttower.training.card import TrainSummary
 from inttower.training.distributed import WORKER_MODULE
 from inttower.training.train import train_model
 
 
-def run_worker(argv: list[str] | None = None) -> tuple[dict[str, Any] | None, Path]:
+def run_worker(argv: list[str] | None = None) -> tuple[TrainSummary | None, Path]:
     """A torchrun worker: train with the launcher's params snapshot. Returns rank 0's summary
     (None on the other ranks), already written where the launcher reads it, and that path."""
     parser = argparse.ArgumentParser(prog=WORKER_MODULE)
@@ -38,7 +38,7 @@ def run_worker(argv: list[str] | None = None) -> tuple[dict[str, Any] | None, Pa
     with staging_area(paths.staging):
         summary = train_model(params, paths, resume=args.resume, progress=False)
     if summary is not None:  # rank 0
-        write_json(summary, Path(args.summary))
+        write_json(summary.to_json(), Path(args.summary))
     return summary, Path(args.summary)
 
 

@@ -31,15 +31,15 @@ GOOD_RATINGS = "1\t1\t5\t881250949\n2\t2\t4\t891717742\n1\t2\t3\t878887116\n"
 
 def test_real_ml100k_passes(ml100k_dir: Path) -> None:
     summary = validate_tables(read_dataset(ml100k_dir, "ml-100k"))
-    assert summary["rows"] == {"interactions": 100_000, "users": 943, "items": 1_682}
-    assert "interactions.user_id: in users" in summary["checks"]
-    assert summary["checks_passed"] == len(summary["checks"])
+    assert summary.rows == {"interactions": 100_000, "users": 943, "items": 1_682}
+    assert "interactions.user_id: in users" in summary.checks
+    assert summary.checks_passed == len(summary.checks)
 
 
 def test_tiny_dataset_passes(tmp_path: Path) -> None:
     summary = validate_tables(ml100k(tmp_path, GOOD_RATINGS))
-    assert summary["rows"] == {"interactions": 3, "users": 2, "items": 2}
-    assert summary["sources"]["interactions"].endswith("u.data")
+    assert summary.rows == {"interactions": 3, "users": 2, "items": 2}
+    assert summary.sources["interactions"].endswith("u.data")
 
 
 def test_rating_out_of_range_names_file_and_line(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_half_star_grid_and_time_window() -> None:
 def test_rating_range_is_configurable(tmp_path: Path) -> None:
     tables = ml100k(tmp_path, GOOD_RATINGS + "2\t1\t7\t891717742\n")
     assert (
-        validate_tables(tables, rating_range=(1.0, 10.0), rating_step=1.0)["rows"]["interactions"]
+        validate_tables(tables, rating_range=(1.0, 10.0), rating_step=1.0).rows["interactions"]
         == 4
     )
 
@@ -188,5 +188,5 @@ def test_two_ratings_of_one_event_conflict(tmp_path: Path) -> None:
 def test_a_rerating_at_another_time_is_a_new_event(tmp_path: Path) -> None:
     tables = ml100k(tmp_path, GOOD_RATINGS + "1\t1\t4\t881250950\n")
     summary = validate_tables(tables)
-    assert summary["rows"]["interactions"] == 4
-    assert "interactions.(user_id, item_id, timestamp): unique event" in summary["checks"]
+    assert summary.rows["interactions"] == 4
+    assert "interactions.(user_id, item_id, timestamp): unique event" in summary.checks

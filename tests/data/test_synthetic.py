@@ -32,7 +32,7 @@ def test_canonical_and_valid(tables: RawTables) -> None:
     for name, schema in TABLE_SCHEMAS.items():
         assert tables.table(name).schema == pl.Schema(schema), name
     summary = validate_tables(tables)
-    assert summary["rows"] == {"interactions": 40_000, "users": 2_000, "items": 1_000}
+    assert summary.rows == {"interactions": 40_000, "users": 2_000, "items": 1_000}
     assert tables.sources["interactions"].path == "synthetic://seed=7"
 
 

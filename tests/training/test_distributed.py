@@ -53,7 +53,7 @@ def test_two_gloo_processes_train_what_one_process_does(encoded: Paths) -> None:
     two = load_params(ROOT / "params.yaml", {**SMALL, "train.nproc": 2})
     summary = run_stage(STAGES["train"], two, encoded, "test")  # launches torchrun, waits
     card = json.loads(encoded["model.card"].read_text())
-    assert card["world_size"] == 2 and summary["world_size"] == 2
+    assert card["world_size"] == 2 and summary.world_size == 2
     assert card["epochs_run"] == 3 and len(card["history"]) == 3
     distributed = evaluate_model(two, encoded, ranking=False)["test"]["auc"]
     assert abs(distributed - single) < 0.01, (single, distributed)
@@ -93,7 +93,7 @@ def test_a_rank_killed_mid_epoch_fails_the_run_and_resume_completes(encoded: Pat
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     summary = json.loads(stdout.splitlines()[-1])["train"]
-    assert summary["timing"]["resumed_from_epoch"] >= 1
+    assert summary.timing.resumed_from_epoch >= 1
     assert json.loads(encoded["model.card"].read_text())["epochs_run"] == 6
 
 

@@ -23,6 +23,7 @@ from inttower.io import file_md5
 from inttower.models.registry import build_model
 from inttower.pipeline.paths import Paths
 from inttower.training.batching import DeviceSplit, predict_logits
+from inttower.training.card import TrainSummary
 from inttower.training.device import DeviceError, native_bf16_flags
 from inttower.training.pages import file_mappings
 from inttower.training.train import TrainingError, train_model
@@ -46,24 +47,26 @@ def test_training_writes_weights_card_and_history(tmp_path: Path) -> None:
     summary = train_model(params, paths, progress=False)
 
     card = _card(paths)
-    assert card["best_epoch"] == summary["best_epoch"]
+    assert card["best_epoch"] == summary.best_epoch
     assert card["params"] == params.model_dump(mode="json")
     assert card["data_md5"]["train.safetensors"] == file_md5(paths["encoded.train"])
     assert set(card["data_md5"]) == {
         "train.safetensors", "valid.safetensors", "test.safetensors", "fields.json"
     }  # fmt: skip
-    assert card["n_parameters"] == summary["n_parameters"] > 0
+    assert card["n_parameters"] == summary.n_parameters > 0
     # `auto` on a CPU: bf16 where it is native, fp32 elsewhere
     assert card["device"] == "cpu"
     assert card["precision"] == ("bfloat16" if native_bf16_flags() else "float32")
     assert card["torch_version"] == torch.__version__
-    timing = summary["timing"]  # facts of the process: in the run log, never in the card
-    assert timing["samples_per_second"] > 0 and timing["wall_seconds"] > 0
+    # what a torchrun rank or a Pipes worker hands back as JSON reads back the same
+    assert TrainSummary.from_json(json.loads(json.dumps(summary.to_json()))) == summary
+    timing = summary.timing  # facts of the process: in the run log, never in the card
+    assert timing.samples_per_second > 0 and timing.wall_seconds > 0
     assert not {"samples_per_second", "wall_seconds", "resumed_from_epoch"} & set(card)
     assert 0.5 < card["valid"]["auc"] <= 1.0  # the biases in the tiny data are learnable
     history = json.loads(paths["train.history"].read_text())
     assert history == card["history"]
-    assert [row["epoch"] for row in history] == list(range(1, summary["epochs_run"] + 1))
+    assert [row["epoch"] for row in history] == list(range(1, summary.epochs_run + 1))
     assert all(set(row) == HISTORY_KEYS for row in history)
     assert set(_weights(paths)) == set(
         build_model(load_fields(paths["encoded"]), params.model).state_dict()
@@ -114,7 +117,7 @@ def test_cpu_bf16_trains_deterministically_and_is_recorded(tmp_path: Path) -> No
     summary = train_model(tiny_params(**{"train.precision": "bf16"}), paths, progress=False)
     card = json.loads(paths["model.card"].read_text())
     assert card["precision"] == "bfloat16"
-    assert summary["valid_auc"] > 0.5
+    assert summary.valid_auc > 0.5
     again = write_tiny_project(tmp_path / "bf16-again")
     train_model(tiny_params(**{"train.precision": "bf16"}), again, progress=False)
     for name, tensor in _weights(paths).items():  # deterministic on CPU in bf16 too
@@ -144,10 +147,10 @@ def test_early_stopping_keeps_the_best_epoch_not_the_last(tmp_path: Path) -> Non
 
     history = _card(paths)["history"]
     aucs = [row["valid_auc"] for row in history]
-    assert summary["stopped_early"]
-    assert summary["epochs_run"] < 30
-    assert summary["best_epoch"] == aucs.index(max(aucs)) + 1
-    assert summary["epochs_run"] == summary["best_epoch"] + 2  # patience epochs without gain
+    assert summary.stopped_early
+    assert summary.epochs_run < 30
+    assert summary.best_epoch == aucs.index(max(aucs)) + 1
+    assert summary.epochs_run == summary.best_epoch + 2  # patience epochs without gain
     restored = _valid_auc_of_saved_model(params, paths)
     assert restored == pytest.approx(max(aucs), abs=1e-9)
     assert restored != pytest.approx(aucs[-1], abs=1e-9)
@@ -223,7 +226,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
     assert checkpoint["state"]["epoch"] == 2
 
     resumed = train_model(params, killed, resume=True, progress=False)
-    assert resumed["timing"]["resumed_from_epoch"] == 2
+    assert resumed.timing.resumed_from_epoch == 2
     for key in ("best_epoch", "epochs_run"):
         assert resumed[key] == expected[key]
     for key in ("valid_auc", "valid_logloss"):
@@ -241,7 +244,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path: Path) -> None:
     first = train_model(params, paths, progress=False)
     weights, history = _weights(paths), _card(paths)["history"]
     again = train_model(params, paths, resume=True, progress=False)
-    assert again["timing"]["resumed_from_epoch"] == 2
+    assert again.timing.resumed_from_epoch == 2
     assert again["epochs_run"] == first["epochs_run"]
     assert _card(paths)["history"] == history
     assert all(torch.equal(tensor, _weights(paths)[name]) for name, tensor in weights.items())
@@ -253,7 +256,7 @@ def test_resume_under_other_params_starts_afresh(tmp_path: Path) -> None:
     changed = train_model(
         tiny_params(**{"train.epochs": 2, "train.lr": 0.02}), paths, resume=True, progress=False
     )
-    assert changed["timing"]["resumed_from_epoch"] is None
+    assert changed.timing.resumed_from_epoch is None
 
 
 def test_without_resume_old_checkpoints_are_discarded(tmp_path: Path) -> None:
@@ -261,8 +264,8 @@ def test_without_resume_old_checkpoints_are_discarded(tmp_path: Path) -> None:
     params = tiny_params(**{"train.epochs": 2})
     train_model(params, paths, progress=False)
     summary = train_model(params, paths, progress=False)
-    assert summary["timing"]["resumed_from_epoch"] is None
-    assert summary["epochs_run"] == 2
+    assert summary.timing.resumed_from_epoch is None
+    assert summary.epochs_run == 2
 
 
 class _AtEpochEnd(logging.Handler):
@@ -316,7 +319,7 @@ def test_cuda_training_with_mixed_precision(tmp_path: Path) -> None:
     card = _card(paths)
     assert card["device"].startswith("cuda")
     assert card["precision"] in ("bfloat16", "float16")
-    assert summary["valid_auc"] > 0.5
+    assert summary.valid_auc > 0.5
     assert all(math.isfinite(row["loss"]) for row in card["history"])
 
 
@@ -336,8 +339,8 @@ def test_without_validation_rows_the_last_epoch_is_kept(tmp_path: Path) -> None:
     valid = load_split(paths["encoded"], "valid")
     save_split(paths["encoded"], "valid", {name: t[:0] for name, t in valid.tensors.items()})
     summary = train_model(tiny_params(**{"train.patience": 1}), paths, progress=False)
-    assert summary["epochs_run"] == summary["best_epoch"] == 3
-    assert summary["valid_auc"] is None
+    assert summary.epochs_run == summary.best_epoch == 3
+    assert summary.valid_auc is None
     assert all(row["valid_auc"] is None for row in _card(paths)["history"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
@@ -11,6 +12,7 @@ from inttower.config import Params
 from inttower.features import encoded as encoded_format
 from inttower.features.encoders import Encoders, encode_events, unknown_shares
 from inttower.io import (
+    Summary,
     load_tensors,
     read_parquet,
     read_parquet_blocks,
@@ -23,7 +25,32 @@ from inttower.pipeline.paths import Paths
 ENCODE_BLOCK_ROWS = 1 << 20
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SplitEncoding:
+    events: int
+    cold_user_share: float  # events of users unseen in train
+    unknown_share: dict[str, float]  # field -> share of values mapped to the unknown index
+
+
+@dataclass(frozen=True)
+class EncodeSummary(Summary):
+    """`reports/encode.json`: one block per split."""
+
+    splits: dict[str, SplitEncoding]
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: asdict(block) for name, block in self.splits.items()}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> EncodeSummary:
+        return cls({name: SplitEncoding(**block) for name, block in raw.items()})
+
+    @property
+    def events(self) -> int:
+        return sum(block.events for block in self.splits.values())
+
+
+def run(params: Params, paths: Paths) -> EncodeSummary:
     """Encode every split with the train-fitted encoders into the tensors training reads, a
     block of events at a time, each block's rows written in place into its split's file."""
     source = paths["features.events"]
@@ -48,14 +75,15 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
                 rows = block.filter(pl.col("split") == name)
                 if rows.height:
                     writer.append(encode_events(rows, users, items, fitted, train_users))
-    report: dict[str, Any] = {}
+    blocks: dict[str, SplitEncoding] = {}
     for name in SPLITS:
         tensors = load_tensors(encoded_format.split_path(paths["encoded"], name))
-        report[name] = {
-            "events": counts[name],
-            "cold_user_share": float(tensors["cold_user"].float().mean()) if counts[name] else 0.0,
-            "unknown_share": unknown_shares(tensors),
-        }
-    encoded_format.save_fields(paths["encoded"], fitted.fields(), {"splits": report})
-    write_json(report, paths["encode.summary"])
-    return report
+        blocks[name] = SplitEncoding(
+            events=counts[name],
+            cold_user_share=float(tensors["cold_user"].float().mean()) if counts[name] else 0.0,
+            unknown_share=unknown_shares(tensors),
+        )
+    summary = EncodeSummary(blocks)
+    encoded_format.save_fields(paths["encoded"], fitted.fields(), {"splits": summary.to_json()})
+    write_json(summary.to_json(), paths["encode.summary"])
+    return summary

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from inttower.config import Params
 from inttower.features.encoders import fit_encoders
-from inttower.io import read_parquet
+from inttower.io import Summary, read_parquet
 from inttower.pipeline.paths import Paths
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EncodersSummary(Summary):
+    fitted_on: str
+    vocabulary_sizes: dict[str, int]  # field -> vocabulary size
+
+
+def run(params: Params, paths: Paths) -> EncodersSummary:
     """Fit vocabularies and scalers on the train split only."""
     fitted = fit_encoders(
         read_parquet(paths["features.events"]),
@@ -20,7 +26,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         leaky_scaler=params.split.leaky,
     )
     fitted.save(paths["encoders"])
-    return {
-        "fitted_on": fitted.fitted_on,
-        "vocabulary_sizes": {name: len(values) for name, values in fitted.vocabularies.items()},
-    }
+    return EncodersSummary(
+        fitted_on=fitted.fitted_on,
+        vocabulary_sizes={name: len(values) for name, values in fitted.vocabularies.items()},
+    )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from inttower.config import Params
-from inttower.evaluation.report import evaluate_model
+from inttower.evaluation.report import EvaluateSummary, evaluate_model
 from inttower.pipeline.paths import Paths
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+def run(params: Params, paths: Paths) -> EvaluateSummary:
     """Score valid and test; write reports/metrics.json and the plot data."""
-    return evaluate_model(params, paths)
+    return EvaluateSummary.from_json(evaluate_model(params, paths))

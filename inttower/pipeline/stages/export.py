@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from inttower.config import Params
 from inttower.pipeline.paths import Paths
-from inttower.serving.export import export_bundle
+from inttower.serving.export import ExportSummary, export_bundle
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+def run(params: Params, paths: Paths) -> ExportSummary:
     """Write the serving bundle: what `inttower score` and a serving service load."""
     return export_bundle(params, paths)

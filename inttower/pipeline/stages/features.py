@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -13,7 +13,7 @@ from inttower.features.point_in_time import (
     item_attributes,
     user_attributes,
 )
-from inttower.io import read_parquet, write_json, write_parquet
+from inttower.io import Summary, read_parquet, write_json, write_parquet
 from inttower.pipeline.paths import Paths
 
 
@@ -33,11 +33,18 @@ def compute_features(
     return events, priors, users, item_attributes(validated_items)
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FeaturesSummary(Summary):
+    priors: dict[str, float]  # the train-split rates that smooth every point-in-time rate
+    events: int
+    by_split: dict[str, dict[str, float]]  # split -> "feature.mean"/"feature.max" -> value
+
+
+def run(params: Params, paths: Paths) -> FeaturesSummary:
     """Point-in-time event features plus static user and item attributes."""
     events, priors, users, items = compute_features(params.features, params.split, paths)
     write_parquet(events, paths["features.events"])
     write_parquet(users, paths["features.users"])
     write_parquet(items, paths["features.items"])
     write_json(priors, paths["features.priors"])
-    return {"priors": priors, "events": events.height, "by_split": feature_summary(events)}
+    return FeaturesSummary(priors=priors, events=events.height, by_split=feature_summary(events))

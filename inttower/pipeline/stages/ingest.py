@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -12,12 +13,28 @@ from inttower.data.fingerprint import source_fingerprint
 from inttower.data.sources import load_raw
 from inttower.data.synthetic import empty_oracle
 from inttower.errors import StageInputError
-from inttower.io import read_json, write_json, write_parquet
+from inttower.io import Summary, read_json, write_json, write_parquet
 from inttower.pipeline.catalog import TABLES
 from inttower.pipeline.paths import Paths, mirror_dir
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IngestSummary(Summary):
+    dataset: str
+    as_of: str | None
+    rows: dict[str, int]  # table -> rows kept
+    removed_by_as_of: int  # interactions after data.as_of, dropped
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "as_of": self.as_of,
+            **{f"{table}_rows": rows for table, rows in self.rows.items()},
+            "removed_by_as_of": self.removed_by_as_of,
+        }
+
+
+def run(params: Params, paths: Paths) -> IngestSummary:
     """Fetch (mirror or GroupLens) and parse the dataset into the canonical tables; refuses when
     the source changed since `source` fingerprinted it, so ingest never outruns its lineage."""
     recorded = read_json(paths["source.fingerprint"])
@@ -38,9 +55,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     removed = tables.sources.get("interactions")
     rows = removed.removed if removed is not None and removed.removed is not None else []
     write_parquet(pl.DataFrame({"row": rows}, schema={"row": pl.Int64}), paths["ingested.removed"])
-    return {
-        "dataset": params.data.dataset,
-        "as_of": params.data.as_of,
-        **{f"{name}_rows": tables.table(name).height for name in TABLES},
-        "removed_by_as_of": len(rows),
-    }
+    return IngestSummary(
+        dataset=params.data.dataset,
+        as_of=params.data.as_of,
+        rows={name: tables.table(name).height for name in TABLES},
+        removed_by_as_of=len(rows),
+    )

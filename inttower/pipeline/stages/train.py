@@ -7,10 +7,11 @@ from typing import Any
 from inttower.config import Params
 from inttower.errors import InttowerError
 from inttower.pipeline.paths import Paths
+from inttower.training.card import TrainSummary
 from inttower.training.train import train_model
 
 
-def run(params: Params, paths: Paths, resume: bool = False, launcher: Any = None) -> dict[str, Any]:
+def run(params: Params, paths: Paths, resume: bool = False, launcher: Any = None) -> TrainSummary:
     """Train the configured model on the encoded splits (on several processes: torchrun, run by
     `launcher` when a front end brings its own, e.g. Dagster Pipes)."""
     summary = train_model(params, paths, resume=resume, launcher=launcher)

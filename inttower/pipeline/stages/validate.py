@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from inttower.config import Params
-from inttower.data.schema import validate_tables
+from inttower.data.schema import ValidationSummary, validate_tables
 from inttower.data.tables import RawTables, SourceRef
 from inttower.io import read_json, read_parquet, write_json, write_parquet
 from inttower.pipeline.catalog import TABLES
@@ -25,11 +23,11 @@ def load_ingested(paths: Paths) -> RawTables:
     )
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+def run(params: Params, paths: Paths) -> ValidationSummary:
     """Check the canonical tables against their schemas; nothing downstream is written on failure."""
     tables = load_ingested(paths)
     summary = validate_tables(tables)
     for name in TABLES:
         write_parquet(tables.table(name), paths.table("validated", name))
-    write_json(summary, paths["validation"])
+    write_json(summary.to_json(), paths["validation"])
     return summary

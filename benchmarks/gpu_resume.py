@@ -138,7 +138,7 @@ def main() -> None:
                 "stopped": stopped,
                 "resumed_from_epoch": resumed.timing.resumed_from_epoch,
                 "valid_auc_straight": first["valid_auc"],
-                "valid_auc_resumed": resumed["valid_auc"],
+                "valid_auc_resumed": resumed.valid_auc,
             }
         )
         results.append(row)

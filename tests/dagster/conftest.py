@@ -29,7 +29,7 @@ class Retrain:
 @pytest.fixture(scope="session")
 def retrain(tmp_path_factory: pytest.TempPathFactory, movielens_mirror: Path) -> Retrain:
     """The project copied into a git + DVC repo with a local-directory remote, retrained once in
-    process (ephemeral instance), then its dvc.lock and reports committed to git."""
+    process (an instance on disk), then its dvc.lock and reports committed to git."""
     base = tmp_path_factory.mktemp("dvc")
     project = copy_project(base / "project")
     remote = base / "remote"
@@ -43,7 +43,10 @@ def retrain(tmp_path_factory: pytest.TempPathFactory, movielens_mirror: Path) ->
         root=str(project), data_dir=str(project / "data"), mirror=str(movielens_mirror)
     )
     defs = build_definitions(project / "params.yaml", storage)
-    instance = dg.DagsterInstance.ephemeral()
+    # on disk, so a webserver can read what it recorded (the UI's stale status)
+    home = base / "dagster_home"
+    home.mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(home))
     result = defs.resolve_job_def("retrain_job").execute_in_process(
         instance=instance, raise_on_error=False
     )

@@ -3,16 +3,19 @@ with params, and an in-process retrain on the real ml-100k that matches `dvc rep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import subprocess
+import time
+import urllib.error
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.definitions.data_version import StaleStatus
-from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from dagster_project.assets import (
     ASSET_NAMES,
@@ -31,7 +34,8 @@ from inttower.io import file_md5, read_json
 from inttower.pipeline.registry import STAGE_LIST, STAGES, stage_names
 
 from .conftest import Retrain
-from .helpers import ROOT, SMALL_PARAMS, dvc, git, write_params
+from .helpers import ROOT, SMALL_PARAMS, VENV_BIN, dvc, git, write_params
+from .test_definitions import STARTUP_TIMEOUT, _env, _free_port, _graphql, _stop
 
 STAGE_ASSETS = {asset_key(name) for name in stage_names()}
 
@@ -230,19 +234,68 @@ def test_dagster_and_dvc_repro_produce_the_same_metrics(
     assert file_md5(theirs / weights) == file_md5(ours / weights)
 
 
-def _stale(retrain: Retrain, params_file: Path) -> set[str]:
-    """Assets Dagster reports STALE against the retrain's instance, for definitions built from
-    `params_file` (what the UI shows after a code-location reload)."""
-    storage = StorageResource(root=str(retrain.project), data_dir=str(retrain.project / "data"))
-    defs = build_definitions(params_file, storage)
-    # the backtest is an AssetSpec (reported by its job), which this resolver does not take
-    built = [asset for asset in defs.assets or [] if isinstance(asset, dg.AssetsDefinition)]
-    resolver = get_stale_status_resolver(retrain.instance, built)
-    return {
-        key.to_user_string()
-        for key in (*STAGE_ASSETS, dg.AssetKey(VERSIONED_ASSET))
-        if resolver.get_status(key) == StaleStatus.STALE
-    }
+LOCATION = "inttower"
+STALE_QUERY = "{ assetNodes { assetKey { path } staleStatus } }"
+RELOAD = (
+    f'mutation {{ reloadRepositoryLocation(repositoryLocationName: "{LOCATION}") '
+    "{ __typename ... on WorkspaceLocationEntry { locationOrLoadError { __typename } } } }"
+)
+
+
+@contextlib.contextmanager
+def _webserver(retrain: Retrain, params_file: Path, folder: Path) -> Iterator[int]:
+    """`dagster-webserver` over the retrain's instance, its one code location built from
+    `params_file` (what a user runs: the UI, reloaded after editing params.yaml)."""
+    (folder / "defs.py").write_text(
+        "from dagster_project.definitions import build_definitions\n"
+        "from dagster_project.resources import StorageResource\n"
+        f"storage = StorageResource(root={str(retrain.project)!r}, "
+        f"data_dir={str(retrain.project / 'data')!r})\n"
+        f"defs = build_definitions({str(params_file)!r}, storage)\n"
+    )
+    (folder / "workspace.yaml").write_text(
+        "load_from:\n"
+        f"  - python_file:\n      relative_path: defs.py\n      location_name: {LOCATION}\n"
+        f"      working_directory: {ROOT}\n"
+    )
+    port = _free_port()
+    command = [str(VENV_BIN / "dagster-webserver"), "-w", "workspace.yaml"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**_env(Path(retrain.instance.root_directory)), "PYTHONPATH": str(ROOT)}
+    with (folder / "webserver.log").open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while not _stale_statuses(port):
+                assert process.poll() is None, (folder / "webserver.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"no asset over GraphQL in {STARTUP_TIMEOUT}s"
+                time.sleep(1)
+            yield port
+        finally:
+            _stop(process)
+
+
+def _stale_statuses(port: int) -> dict[str, str]:
+    """Each asset's stale status as the UI shows it; {} while the location loads."""
+    try:
+        nodes = _graphql(port, STALE_QUERY)["data"]["assetNodes"]
+    except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError):
+        return {}
+    return {"/".join(node["assetKey"]["path"]): node["staleStatus"] for node in nodes}
+
+
+def _stale(port: int) -> set[str]:
+    statuses = _stale_statuses(port)
+    watched = {key.to_user_string() for key in STAGE_ASSETS} | {VERSIONED_ASSET}
+    assert watched <= set(statuses), sorted(watched - set(statuses))
+    return {name for name in watched if statuses[name] == "STALE"}
 
 
 @pytest.mark.slow
@@ -250,17 +303,22 @@ def test_editing_a_param_marks_exactly_the_downstream_assets_stale(
     retrain: Retrain, tmp_path: Path
 ) -> None:
     assert retrain.result.success
-    assert _stale(retrain, retrain.project / "params.yaml") == set()
-    edited = write_params(tmp_path / "params.yaml", {**SMALL_PARAMS, "features.smoothing": 3.0})
-    assert _stale(retrain, edited) == {
-        "event_features",
-        "feature_encoders",
-        "encoded_splits",
-        "inttower_model",
-        "model_evaluation",
-        "serving_bundle",
-        VERSIONED_ASSET,
-    }
+    params = tmp_path / "params.yaml"
+    shutil.copyfile(retrain.project / "params.yaml", params)
+    with _webserver(retrain, params, tmp_path) as port:
+        assert _stale(port) == set()
+        write_params(params, {**SMALL_PARAMS, "features.smoothing": 3.0})
+        reloaded = _graphql(port, RELOAD)["data"]["reloadRepositoryLocation"]
+        assert reloaded["locationOrLoadError"]["__typename"] == "RepositoryLocation", reloaded
+        assert _stale(port) == {
+            "event_features",
+            "feature_encoders",
+            "encoded_splits",
+            "inttower_model",
+            "model_evaluation",
+            "serving_bundle",
+            VERSIONED_ASSET,
+        }
 
 
 @pytest.mark.slow

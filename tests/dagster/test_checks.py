@@ -45,7 +45,20 @@ def _metrics(
         "dense_logistic": {"auc": dense},
         "ids_mf": {"auc": mf},
     }
-    path.write_text(json.dumps({"test": {"auc": test_auc, "logloss": 0.5}, "baselines": baselines}))
+    scores = {"auc": test_auc, "logloss": 0.5, "n": 100}
+    path.write_text(  # metrics.json's shape, only the scores the gate reads made up
+        json.dumps(
+            {
+                "test": scores,
+                "valid": scores,
+                "baselines": baselines,
+                "uncalibrated": {"test": scores, "valid": scores},
+                "model": "inttower",
+                "protocol": "temporal",
+                "leaky": False,
+            }
+        )
+    )
 
 
 def test_quality_gate_holds_the_floor(tmp_path: Path) -> None:

@@ -227,10 +227,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
 
     resumed = train_model(params, killed, resume=True, progress=False)
     assert resumed.timing.resumed_from_epoch == 2
-    for key in ("best_epoch", "epochs_run"):
-        assert resumed[key] == expected[key]
-    for key in ("valid_auc", "valid_logloss"):
-        assert resumed[key] == pytest.approx(expected[key], abs=1e-6)
+    assert (resumed.best_epoch, resumed.epochs_run) == (expected.best_epoch, expected.epochs_run)
+    assert resumed.valid_auc == pytest.approx(expected.valid_auc, abs=1e-6)
+    assert resumed.valid_logloss == pytest.approx(expected.valid_logloss, abs=1e-6)
     for got, want in zip(_card(killed)["history"], _card(straight)["history"], strict=True):
         for key in ("loss", "valid_auc", "valid_logloss"):
             assert got[key] == pytest.approx(want[key], abs=1e-6)
@@ -245,7 +244,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path: Path) -> None:
     weights, history = _weights(paths), _card(paths)["history"]
     again = train_model(params, paths, resume=True, progress=False)
     assert again.timing.resumed_from_epoch == 2
-    assert again["epochs_run"] == first["epochs_run"]
+    assert again.epochs_run == first.epochs_run
     assert _card(paths)["history"] == history
     assert all(torch.equal(tensor, _weights(paths)[name]) for name, tensor in weights.items())
 

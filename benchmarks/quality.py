@@ -106,6 +106,15 @@ def main() -> None:
                             for metric in ("auc", "logloss", "gauc")
                         },
                         "test_ece": metrics["test"]["ece"],
+                        # the ids-only MF and (synthetic data) the oracle on the same warm/cold rows
+                        **{
+                            f"{block}_ids_mf_auc": metrics[block]["ids_mf"]["auc"]
+                            for block in ("test_cold", "test_warm")
+                        },
+                        **{
+                            f"{block}_auc": (metrics.get(block) or {}).get("auc")
+                            for block in ("oracle_cold", "oracle_warm")
+                        },
                         **{
                             f"raw_test_{metric}": metrics["uncalibrated"]["test"][metric]
                             for metric in ("logloss", "ece")

@@ -44,7 +44,7 @@ def main() -> int:
             metadata={
                 "world_size": summary.world_size,
                 "reported_by": "rank 0 (Dagster Pipes)",
-                "pipes_valid_auc": round(float(summary.valid_auc or 0.0), 4),
+                "pipes_valid_auc": round(float(summary.valid_auc), 4),
                 "pipes_samples_per_second": round(summary.timing.samples_per_second),
                 "pipes_epoch_seconds": ", ".join(f"{s:.1f}" for s in summary.timing.epoch_seconds),
             }
